@@ -1,0 +1,1 @@
+"""Files that `dataflow init` copies: mapped here from the repository top level at build time."""

@@ -1,0 +1,148 @@
+"""The one interface every LLM backend implements, and the result type it returns.
+
+Every backend answers a batch with one ``LLMResult`` per input, in order. A failed request is an
+``LLMResult`` with ``ok == False`` and a ``reason``; its ``text`` is never read as data.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+Message = dict[str, Any]
+Conversation = list[Message]
+
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+
+
+class LLMFailure(Exception):
+    """Raised when code asks for the text of a failed result."""
+
+
+@dataclass(frozen=True)
+class LLMResult:
+    """Outcome of one LLM request: the reply text, or a failure with its reason."""
+
+    text: str | None = None
+    reason: str | None = None
+    cached: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    status: int | None = None
+    tool_calls: list[dict] | None = field(default=None, compare=False)
+
+    @classmethod
+    def success(cls, text: str, **kw: Any) -> "LLMResult":
+        return cls(text=text, **kw)
+
+    @classmethod
+    def failure(cls, reason: str, status: int | None = None) -> "LLMResult":
+        if not reason:
+            raise ValueError("a failed LLMResult needs a reason")
+        return cls(text=None, reason=reason, status=status)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None and self.text is not None
+
+    def unwrap(self) -> str:
+        """The reply text; raises ``LLMFailure`` for a failed request."""
+        if not self.ok:
+            raise LLMFailure(self.reason or "no reply")
+        return self.text  # type: ignore[return-value]
+
+    def __str__(self) -> str:  # pragma: no cover - convenience for humans
+        return self.text if self.ok else f"<failed: {self.reason}>"
+
+
+@dataclass
+class ServingStats:
+    """Counters a backend keeps across batches (shown in run summaries)."""
+
+    requests_sent: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cached: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, result: LLMResult) -> None:
+        if result.cached:
+            self.cached += 1
+        elif result.ok:
+            self.succeeded += 1
+        else:
+            self.failed += 1
+        self.prompt_tokens += result.prompt_tokens
+        self.completion_tokens += result.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class LLMServingABC(abc.ABC):
+    """Base of all serving backends.
+
+    Subclasses implement ``_generate(conversations, json_schema)``; the two public entry points
+    build the conversations and keep the statistics.
+    """
+
+    model_name: str = "unknown"
+
+    def __init__(self) -> None:
+        self.stats = ServingStats()
+
+    # -- public API -------------------------------------------------------------------------
+    def generate_from_input(
+        self,
+        user_inputs: Sequence[str],
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        json_schema: dict | None = None,
+    ) -> list[LLMResult]:
+        """One plain prompt per input, each with the same system prompt."""
+        conversations = []
+        for text in user_inputs:
+            conv: Conversation = []
+            if system_prompt:
+                conv.append({"role": "system", "content": system_prompt})
+            conv.append({"role": "user", "content": text})
+            conversations.append(conv)
+        return self.generate_from_conversations(conversations, json_schema=json_schema)
+
+    def generate_from_conversations(
+        self, conversations: Sequence[Conversation], json_schema: dict | None = None
+    ) -> list[LLMResult]:
+        """One reply per conversation (a list of OpenAI chat messages), in order."""
+        conversations = [list(c) for c in conversations]
+        if not conversations:
+            return []
+        results = self._generate(conversations, json_schema)
+        if len(results) != len(conversations):
+            raise RuntimeError(
+                f"{type(self).__name__} returned {len(results)} results for {len(conversations)} inputs"
+            )
+        for r in results:
+            self.stats.add(r)
+        return results
+
+    def use_cache_dir(self, cache_dir: str) -> None:
+        """Called by operators with the storage's cache folder; backends with a response cache
+        put it there unless the user chose a location."""
+
+    def close(self) -> None:
+        """Release connections, servers or processes held by the backend."""
+
+    # -- to implement -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def _generate(
+        self, conversations: list[Conversation], json_schema: dict | None
+    ) -> list[LLMResult]:
+        """Return one ``LLMResult`` per conversation, in order."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,288 @@
+"""The operator contract: read a table from storage, run row logic over a batch, write a table.
+
+Subclasses define ``run(storage, input_*_key=..., output_*_key=...)`` with explicit keyword
+arguments (so a typo in a key name is a ``TypeError``) and a ``process_batch(rows, ...)`` that
+maps input rows to one ``RowOutcome`` each. ``process_batch`` never touches storage, so any runner
+(local, or distributed later) can call it on any slice of rows.
+
+``_run_step`` does the rest: checks declared input columns before any LLM call, reuses a finished
+step whose manifest matches, writes kept rows atomically and failed/filtered rows to the step's
+rejected file, and reports counts by reason.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
+
+from .errors import ConfigError, MissingColumnError
+from .structured import reason_code
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..prompts import PromptTemplate
+    from .llm import LLMServingABC
+
+OK, FAILED, FILTERED = "ok", "failed", "filtered"
+
+
+@dataclass
+class RowOutcome:
+    """What became of one input row: kept (as zero or more output rows), failed, or filtered."""
+
+    status: str
+    rows: list[dict] = field(default_factory=list)
+    reason: str | None = None
+
+    @classmethod
+    def keep(cls, *rows: dict) -> "RowOutcome":
+        return cls(OK, list(rows))
+
+    @classmethod
+    def keep_many(cls, rows: Iterable[dict]) -> "RowOutcome":
+        return cls(OK, list(rows))
+
+    @classmethod
+    def fail(cls, reason: str) -> "RowOutcome":
+        if not reason:
+            raise ValueError("a failed row needs a reason")
+        return cls(FAILED, [], reason)
+
+    @classmethod
+    def drop(cls, reason: str) -> "RowOutcome":
+        if not reason:
+            raise ValueError("a filtered row needs a reason")
+        return cls(FILTERED, [], reason)
+
+
+@dataclass
+class RunReport:
+    """Counts of one operator run; ``rows_in == sum of input rows``, and every input row is
+    exactly one of kept, failed or filtered."""
+
+    operator: str
+    step: int
+    output_file: str
+    rows_in: int = 0
+    rows_out: int = 0
+    kept: int = 0
+    failed: int = 0
+    filtered: int = 0
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
+    filtered_by_reason: dict[str, int] = field(default_factory=dict)
+    llm: dict[str, int] = field(default_factory=dict)
+    reused: bool = False
+    seconds: float = 0.0
+
+    def summary_line(self) -> str:
+        parts = [f"[step {self.step}] {self.operator}: {self.rows_in} in -> {self.rows_out} out"]
+        if self.failed:
+            parts.append(f"{self.failed} failed ({_fmt_counts(self.failed_by_reason)})")
+        if self.filtered:
+            parts.append(f"{self.filtered} filtered ({_fmt_counts(self.filtered_by_reason)})")
+        if self.reused:
+            parts.append("reused finished step, 0 LLM calls")
+        elif self.llm:
+            parts.append(
+                "LLM: {sent} sent, {cached} cached, {failed} failed".format(
+                    sent=self.llm.get("requests_sent", 0),
+                    cached=self.llm.get("cached", 0),
+                    failed=self.llm.get("failed", 0),
+                )
+            )
+        parts.append(f"{self.seconds:.1f}s")
+        return "; ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def merge_row(row: dict, **new: Any) -> dict:
+    """A copy of ``row`` with new columns set."""
+    out = dict(row)
+    out.update(new)
+    return out
+
+
+class OperatorABC(abc.ABC):
+    """Base of every operator. Construction is cheap: no network, no model load."""
+
+    #: name of the packaged prompt template(s) this operator renders (None: no LLM prompt)
+    prompt_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, llm_serving: "LLMServingABC | None" = None, prompt_template: Any = None):
+        self.llm_serving = llm_serving
+        self.prompt_template = prompt_template
+        self._templates: dict[str, "PromptTemplate"] = {}
+        self.last_report: RunReport | None = None
+
+    # -- prompts ------------------------------------------------------------------------------
+    def template(self, name: str | None = None) -> "PromptTemplate":
+        """The loaded template ``name`` (default: this operator's first), honouring overrides.
+        ``prompt_template`` may be a path/text (for the first template) or a dict name -> path/text."""
+        from ..prompts import load_template
+
+        name = name or self.prompt_names[0]
+        if name not in self._templates:
+            override = self.prompt_template
+            if isinstance(override, dict):
+                override = override.get(name)
+            elif name != self.prompt_names[0]:
+                override = None
+            self._templates[name] = load_template(name, override)
+        return self._templates[name]
+
+    def render(self, name: str | None = None, **variables: Any) -> tuple[str, str]:
+        return self.template(name).render(**variables)
+
+    @property
+    def prompt_hash(self) -> str:
+        if not self.prompt_names:
+            return ""
+        joined = "|".join(self.template(n).hash for n in self.prompt_names)
+        return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+    def require_llm(self) -> "LLMServingABC":
+        if self.llm_serving is None:
+            raise ConfigError(f"{type(self).__name__} needs llm_serving=...; none was given")
+        return self.llm_serving
+
+    # -- contract -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def run(self, storage: Any, **keys: Any) -> RunReport:
+        """Read ``storage``, process every row, write the result; return the counts."""
+
+    @abc.abstractmethod
+    def process_batch(self, rows: list[dict], **params: Any) -> list[RowOutcome]:
+        """One ``RowOutcome`` per input row, in order. Must not touch storage."""
+
+    # -- the shared step machinery ------------------------------------------------------------
+    def _run_step(
+        self,
+        storage: Any,
+        *,
+        inputs: dict[str, str | list[str] | None],
+        outputs: dict[str, str],
+        params: dict[str, Any] | None = None,
+        batch_fn: Callable[[list[dict]], list[RowOutcome]] | None = None,
+    ) -> RunReport:
+        """Run this operator as one step of ``storage``.
+
+        ``inputs`` maps each ``input_*_key`` argument name to the column(s) it names (``None``
+        for an optional input that is absent); ``outputs`` maps each ``output_*_key`` argument
+        to the column it writes; ``params`` are the other settings that change the result.
+        """
+        name = type(self).__name__
+        started = time.perf_counter()
+        columns = storage.read_columns()
+        for key, value in inputs.items():
+            for column in [value] if isinstance(value, str) else (value or []):
+                if column not in columns:
+                    raise MissingColumnError(name, key, column, columns, storage.input_path())
+
+        serving = self.llm_serving
+        if serving is not None:
+            serving.use_cache_dir(storage.cache_path)
+        manifest = {
+            "operator": name,
+            "operator_module": type(self).__module__,
+            "parameters": _jsonable(
+                {**{k: v for k, v in inputs.items()}, **outputs, **(params or {})}
+            ),
+            "model": getattr(serving, "model_name", None) if serving is not None else None,
+            "prompt_hash": self.prompt_hash,
+            "input_fingerprint": storage.input_fingerprint(),
+        }
+        previous = storage.find_reusable(manifest)
+        if previous is not None:
+            counts = previous.get("counts", {})
+            report = RunReport(
+                operator=name,
+                step=storage.operator_step + 1,
+                output_file=storage.output_path(),
+                rows_in=counts.get("rows_in", 0),
+                rows_out=counts.get("rows_out", 0),
+                kept=counts.get("kept", 0),
+                failed=counts.get("failed", 0),
+                filtered=counts.get("filtered", 0),
+                failed_by_reason=counts.get("failed_by_reason", {}),
+                filtered_by_reason=counts.get("filtered_by_reason", {}),
+                reused=True,
+                seconds=time.perf_counter() - started,
+            )
+            return self._finish(storage, report)
+
+        rows = storage.read(output_type="dict")
+        before = serving.stats.as_dict() if serving is not None else {}
+        outcomes = (batch_fn or self.process_batch)(rows)
+        if len(outcomes) != len(rows):
+            raise RuntimeError(f"{name}.process_batch returned {len(outcomes)} outcomes for {len(rows)} rows")
+
+        kept_rows: list[dict] = []
+        rejected: list[dict] = []
+        failed_by: Counter[str] = Counter()
+        filtered_by: Counter[str] = Counter()
+        kept = 0
+        for index, (row, outcome) in enumerate(zip(rows, outcomes)):
+            if outcome.status == OK:
+                kept += 1
+                kept_rows.extend(outcome.rows)
+                continue
+            code = reason_code(outcome.reason or "unknown")
+            (failed_by if outcome.status == FAILED else filtered_by)[code] += 1
+            rejected.append(
+                {**row, "_operator": name, "_input_row": index, "_status": outcome.status, "_reason": outcome.reason}
+            )
+        out_columns = list(columns)
+        for column in outputs.values():
+            if column not in out_columns:
+                out_columns.append(column)
+        for r in kept_rows:
+            for column in r:
+                if column not in out_columns:
+                    out_columns.append(column)
+
+        after = serving.stats.as_dict() if serving is not None else {}
+        llm_delta = {k: after[k] - before.get(k, 0) for k in after}
+        report = RunReport(
+            operator=name,
+            step=storage.operator_step + 1,
+            output_file=storage.output_path(),
+            rows_in=len(rows),
+            rows_out=len(kept_rows),
+            kept=kept,
+            failed=sum(failed_by.values()),
+            filtered=sum(filtered_by.values()),
+            failed_by_reason=dict(failed_by),
+            filtered_by_reason=dict(filtered_by),
+            llm=llm_delta,
+        )
+        manifest["counts"] = {
+            k: getattr(report, k)
+            for k in ("rows_in", "rows_out", "kept", "failed", "filtered", "failed_by_reason", "filtered_by_reason")
+        }
+        manifest["llm"] = llm_delta
+        storage.write(kept_rows, columns=out_columns, manifest=manifest, rejected=rejected)
+        report.seconds = time.perf_counter() - started
+        return self._finish(storage, report)
+
+    def _finish(self, storage: Any, report: RunReport) -> RunReport:
+        self.last_report = report
+        reports = getattr(storage, "reports", None)
+        if reports is not None:
+            reports.append(report)
+        print(report.summary_line(), file=sys.stderr, flush=True)
+        return report
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=repr, sort_keys=True))

@@ -1,0 +1,116 @@
+"""Structured output: a pydantic model defines the shape once; we send its JSON schema and
+validate the reply against it.
+
+Backends that honour ``response_format`` return bare JSON; others wrap it in fences or prose, so
+``extract_json`` looks for the first JSON value it can decode. A reply that still does not validate
+is a row failure whose reason is the validation error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .llm import LLMResult
+
+T = TypeVar("T", bound=BaseModel)
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
+
+
+@lru_cache(maxsize=None)
+def _schema_cached(model: type[BaseModel]) -> str:
+    schema = model.model_json_schema()
+    _close_objects(schema)
+    return json.dumps(schema, sort_keys=True)
+
+
+def schema_for(model: type[BaseModel]) -> dict:
+    """JSON schema for ``model``, with every object closed (``additionalProperties: false``),
+    which OpenAI's strict structured output and llama.cpp's grammar both take."""
+    return json.loads(_schema_cached(model))
+
+
+def _close_objects(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "object" and "properties" in node:
+            node.setdefault("additionalProperties", False)
+        for value in node.values():
+            _close_objects(value)
+    elif isinstance(node, list):
+        for value in node:
+            _close_objects(value)
+
+
+def extract_json(text: str) -> Any:
+    """Decode the JSON value in ``text``: the whole text, a fenced block, or the first balanced
+    object/array inside surrounding prose. Raises ``ValueError`` when there is none."""
+    if text is None:
+        raise ValueError("empty reply")
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError("empty reply")
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError:
+        pass
+    for block in _FENCE.findall(stripped):
+        try:
+            return json.loads(block.strip())
+        except json.JSONDecodeError:
+            continue
+    decoder = json.JSONDecoder()
+    for i, ch in enumerate(stripped):
+        if ch in "{[":
+            try:
+                value, _ = decoder.raw_decode(stripped, i)
+                return value
+            except json.JSONDecodeError:
+                continue
+    raise ValueError(f"no JSON value found in reply: {_clip(stripped)}")
+
+
+def _clip(text: str, n: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Parsed(Generic[T]):
+    """A validated reply, or the reason it is not one."""
+
+    value: T | None
+    reason: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+def parse_reply(result: LLMResult, model: type[T]) -> Parsed[T]:
+    """Validate one LLM result against ``model``. Failed requests and invalid replies both come
+    back as ``Parsed(value=None, reason=...)``; the reason starts with a short code:
+    ``llm_error:`` or ``invalid_reply:``."""
+    if not result.ok:
+        return Parsed(None, f"llm_error: {result.reason}")
+    try:
+        data = extract_json(result.text or "")
+    except ValueError as exc:
+        return Parsed(None, f"invalid_reply: {exc}")
+    try:
+        return Parsed(model.model_validate(data), None)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
+        return Parsed(None, f"invalid_reply: {loc}: {first.get('msg')} ({exc.error_count()} error(s))")
+
+
+def reason_code(reason: str) -> str:
+    """The short code at the start of a failure reason (``llm_error: HTTP 500`` -> ``llm_error``)."""
+    head, sep, _ = reason.partition(":")
+    return head.strip() if sep and head and " " not in head.strip() else reason

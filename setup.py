@@ -1,0 +1,22 @@
+"""Packaging glue: ship the top-level api_pipelines/ and example_data/ folders inside the wheel.
+
+They live at the repository top level (where users and `dataflow init` expect them) and are mapped
+into the package `dataflow._scaffold` so that a normal, non-editable install carries them too.
+"""
+from setuptools import find_packages, setup
+
+SCAFFOLD = {
+    "dataflow._scaffold.api_pipelines": "api_pipelines",
+    "dataflow._scaffold.example_data": "example_data",
+}
+
+setup(
+    packages=find_packages(include=["dataflow", "dataflow.*"]) + list(SCAFFOLD),
+    package_dir=SCAFFOLD,
+    package_data={
+        "dataflow.prompts": ["templates/*.j2"],
+        "dataflow._scaffold.api_pipelines": ["**/*"],
+        "dataflow._scaffold.example_data": ["**/*"],
+    },
+    include_package_data=False,
+)
