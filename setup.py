@@ -10,6 +10,11 @@ SCAFFOLD = {
     "dataflow._scaffold.example_data": "example_data",
 }
 
+_JUNK = (
+    "__pycache__/*", "**/__pycache__/*", "*.pyc", "**/*.pyc",
+    "cache/*", "cache/**/*", "**/cache/*", "**/cache/**/*",
+)
+
 setup(
     packages=find_packages(include=["dataflow", "dataflow.*"]) + list(SCAFFOLD),
     package_dir=SCAFFOLD,
@@ -18,5 +23,7 @@ setup(
         "dataflow._scaffold.api_pipelines": ["**/*"],
         "dataflow._scaffold.example_data": ["**/*"],
     },
+    # never ship a developer's run artefacts from the scaffold folders
+    exclude_package_data={pkg: list(_JUNK) for pkg in SCAFFOLD},
     include_package_data=False,
 )

@@ -1,0 +1,181 @@
+"""Multi-turn function-calling data synthesis (the BUTTON pipeline of DataFlow).
+
+chat data -> scenario -> expanded scenario -> atomic task -> sequential composition
+-> parallel-then-sequential composition -> composition filter -> functions (tool specs)
+-> user / assistant / tool multi-agent conversations -> (optional) quality scores
+-> OpenAI fine-tuning JSONL and ShareGPT/Hermes JSONL.
+
+Backend: an OpenAI-compatible endpoint when ``DF_API_URL`` is set (``DF_MODEL``, ``DF_API_KEY``),
+otherwise the embedded local model. Run from this folder (``python func_call_synthesis.py``) or
+from the folder above (``python api_pipelines/func_call_synthesis.py``); paths are resolved
+relative to this file. Rerunning reuses every finished step and cached LLM response.
+
+    python func_call_synthesis.py --rows 4          # a few rows (default), minutes on a laptop CPU
+    python func_call_synthesis.py --rows 0          # every row of the input
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+from dataflow.operators.conversations import (
+    AtomTaskGenerator,
+    CompositionTaskFilter,
+    ConversationQualityEvaluator,
+    FunctionGenerator,
+    MultiTurnConversationGenerator,
+    ParaSeqTaskGenerator,
+    ScenarioExpander,
+    ScenarioExtractor,
+    SequentialTaskGenerator,
+    chat_to_transcript,
+)
+from dataflow.operators.conversations.export import export_conversations
+from dataflow.utils.storage import FileStorage
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_INPUT = HERE.parent / "example_data" / "FuncCallPipeline" / "chat_data.jsonl"
+DEFAULT_CACHE = HERE / "cache"
+SUB_TASKS = ["atom_task", "parallel_task", "subsequent_task"]
+
+
+def make_serving():
+    """The backend chosen from the environment (``dataflow.serving.serving_from_env``)."""
+    try:
+        from dataflow.serving import serving_from_env
+    except ImportError:  # older installs: HTTP endpoint only
+        serving_from_env = None
+    if serving_from_env is not None:
+        return serving_from_env()
+    from dataflow.serving import APILLMServing_request
+
+    url = os.environ.get("DF_API_URL")
+    if not url:
+        sys.exit("Set DF_API_URL (and DF_MODEL, DF_API_KEY) to an OpenAI-compatible chat-completions URL.")
+    model = os.environ.get("DF_MODEL", "gpt-4o")
+    print(f"LLM backend: {url} (model {model})", flush=True)
+    return APILLMServing_request(api_url=url, model_name=model, max_workers=int(os.environ.get("DF_MAX_WORKERS", "64")))
+
+
+class FuncCallPipeline:
+    """The seed's pipeline, with every operator of the family in use."""
+
+    def __init__(self, first_entry_file_name: str, cache_path: str, llm_serving, evaluate: bool = False):
+        self.storage = FileStorage(
+            first_entry_file_name=first_entry_file_name,
+            cache_path=cache_path,
+            file_name_prefix="dataflow_cache_step",
+            cache_type="jsonl",
+        )
+        self.llm_serving = llm_serving
+        self.evaluate = evaluate
+        self.scenario_extractor = ScenarioExtractor(llm_serving=llm_serving)
+        self.scenario_expander = ScenarioExpander(llm_serving=llm_serving)
+        self.atom_task_generator = AtomTaskGenerator(llm_serving=llm_serving)
+        self.sequential_task_generator = SequentialTaskGenerator(llm_serving=llm_serving)
+        self.parallel_sequential_task_generator = ParaSeqTaskGenerator(llm_serving=llm_serving)
+        self.composition_task_filter = CompositionTaskFilter(llm_serving=llm_serving)
+        self.function_generator = FunctionGenerator(llm_serving=llm_serving)
+        self.multi_turn_conversations_generator = MultiTurnConversationGenerator(llm_serving=llm_serving)
+        self.quality_evaluator = ConversationQualityEvaluator(llm_serving=llm_serving)
+
+    def run(self) -> None:
+        self.scenario_extractor.run(self.storage.step(), input_chat_key="chat")
+        self.scenario_expander.run(self.storage.step(), input_scenario_key="scenario")
+        self.atom_task_generator.run(self.storage.step(), input_scenario_key="modified_scenario")
+        self.sequential_task_generator.run(self.storage.step(), input_task_key="atom_task")
+        # adds a parallel branch to the sequential composition: A and P, then B using both
+        self.parallel_sequential_task_generator.run(
+            self.storage.step(), input_task_key="atom_task", input_subsequent_task_key="subsequent_task"
+        )
+        self.composition_task_filter.run(
+            self.storage.step(), input_composition_task_key="composition_task", input_sub_tasks_keys=SUB_TASKS
+        )
+        self.function_generator.run(
+            self.storage.step(), input_composition_task_key="composition_task", input_sub_tasks_keys=SUB_TASKS
+        )
+        self.multi_turn_conversations_generator.run(
+            self.storage.step(),
+            input_task_key="composition_task",
+            input_sub_tasks_keys=SUB_TASKS,
+            input_functions_key="functions",
+        )
+        if self.evaluate:
+            self.quality_evaluator.run(self.storage.step(), input_conversations_key="conversations")
+
+    def final_rows(self) -> list[dict]:
+        """The last step's output table."""
+        return self.storage.step().read(output_type="dict")
+
+
+def first_rows(source: Path, n: int, cache_dir: Path) -> Path:
+    """``source`` itself, or (n > 0) a copy of its first ``n`` lines in the cache folder, rewritten
+    only when its content changes (so a rerun sees the same input fingerprint)."""
+    if n <= 0:
+        return source
+    with source.open("rb") as fh:
+        lines = [line for line in fh if line.strip()][:n]
+    target = cache_dir / f"input_first_{n}_{source.stem}{source.suffix}"
+    data = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)
+    if not target.exists() or target.read_bytes() != data:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return target
+
+
+def print_summary(pipeline: FuncCallPipeline, rows: list[dict], out_dir: Path) -> None:
+    reports = pipeline.storage.reports
+    print("\n=== Summary ===")
+    for report in reports:
+        print(report.summary_line())
+    stats = pipeline.llm_serving.stats
+    print(f"LLM calls: {stats.requests_sent} sent, {stats.cached} cached, {stats.failed} failed, {stats.retries} retries")
+    reasons: Counter[str] = Counter()
+    for report in reports:
+        reasons.update(report.failed_by_reason)
+        reasons.update(report.filtered_by_reason)
+    if reasons:
+        print("Rows failed or filtered, by reason: " + ", ".join(f"{k}: {v}" for k, v in reasons.most_common()))
+    if reports:
+        print(f"Rows: {reports[0].rows_in} in -> {reports[-1].rows_out} conversations")
+        print(f"Step files: {Path(reports[-1].output_file).parent}")
+    result = export_conversations(rows, out_dir)
+    print(f"Exported {result.written} conversations:")
+    for fmt, path in result.paths.items():
+        print(f"  {fmt}: {path}")
+    if result.skipped:
+        print("  skipped (invalid): " + ", ".join(f"{k}: {v}" for k, v in result.skipped.items()))
+    if rows:
+        print("\n--- Example conversation ---")
+        print(chat_to_transcript(rows[0].get("conversations"), max_chars=3000))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=4, help="use the first N input rows (0: all); default 4")
+    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="chat data (glaive system/chat JSONL)")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="step files and LLM cache")
+    parser.add_argument("--out-dir", type=Path, default=None, help="exported files (default: <cache-dir>/export)")
+    parser.add_argument("--evaluate", action="store_true", help="also score each conversation 1-5")
+    args = parser.parse_args(argv)
+
+    cache_dir = args.cache_dir.resolve()
+    first_entry = first_rows(args.input.resolve(), args.rows, cache_dir)
+    serving = make_serving()
+    try:
+        pipeline = FuncCallPipeline(str(first_entry), str(cache_dir), serving, evaluate=args.evaluate)
+        pipeline.run()
+        print_summary(pipeline, pipeline.final_rows(), (args.out_dir or cache_dir / "export").resolve())
+    finally:
+        serving.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

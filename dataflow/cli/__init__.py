@@ -1,0 +1,1 @@
+"""Command line interface (``dataflow ...``); see ``dataflow.cli.main``."""

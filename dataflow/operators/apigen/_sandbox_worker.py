@@ -1,0 +1,104 @@
+"""The execution sandbox's worker process (run as a script: it imports nothing of dataflow).
+
+``python _sandbox_worker.py <module file or folder> <memory_mb> <max_result_chars>``
+
+It limits its address space (``RLIMIT_AS``), works in the temporary folder it was started in,
+imports the user's functions, then answers one JSON request per stdin line,
+``{"name": str, "arguments": {...}}``, with one JSON line on the protocol pipe:
+``{"ok": true, "result": <JSON>, "truncated": bool}`` or ``{"ok": false, "error": "Type: message"}``.
+Functions are called with keyword arguments only; arguments are data, never evaluated. Anything a
+function prints goes to stderr, not to the protocol. The first line sent is
+``{"ready": true, "functions": [...]}`` or ``{"ready": false, "error": ...}``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import os
+import sys
+
+
+def _limit_memory(memory_mb: int) -> None:
+    if memory_mb <= 0:
+        return
+    try:
+        import resource
+
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - non-Unix or not permitted
+        pass
+
+
+def _load(path: str) -> dict:
+    files = [path] if os.path.isfile(path) else sorted(
+        os.path.join(path, f) for f in os.listdir(path) if f.endswith(".py") and not f.startswith("_"))
+    functions: dict = {}
+    sys.path.insert(0, os.path.dirname(os.path.abspath(files[0])) if files else path)
+    for i, file in enumerate(files):
+        name = f"_sandboxed_tools_{i}"
+        spec = importlib.util.spec_from_file_location(name, file)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules[name] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        public = getattr(module, "__all__", None)
+        for attr, obj in vars(module).items():
+            if not inspect.isfunction(obj):
+                continue
+            if public is not None:
+                if attr in public:
+                    functions[attr] = obj
+            elif not attr.startswith("_") and obj.__module__ == name:
+                functions[attr] = obj
+    return functions
+
+
+def _encode(value: object, max_chars: int) -> tuple[object, bool]:
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    if len(text) <= max_chars:
+        return json.loads(text), False
+    return text[:max_chars] + f"... [truncated {len(text) - max_chars} chars]", True
+
+
+def main() -> None:
+    module_path, memory_mb, max_chars = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)  # what functions print goes to stderr
+    sys.stdout = sys.stderr
+
+    def send(message: dict) -> None:
+        protocol.write(json.dumps(message, ensure_ascii=False) + "\n")
+        protocol.flush()
+
+    try:
+        functions = _load(module_path)
+    except BaseException as exc:  # noqa: BLE001 - report any import failure to the parent
+        send({"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+        return
+    _limit_memory(memory_mb)
+    send({"ready": True, "functions": sorted(functions)})
+    for line in sys.stdin:
+        try:
+            request = json.loads(line)
+            fn = functions.get(request["name"])
+            if fn is None:
+                send({"ok": False, "error": f"NameError: the module has no function {request['name']!r}"})
+                continue
+            arguments = request.get("arguments") or {}
+            result = fn(**arguments)
+            encoded, truncated = _encode(result, max_chars)
+            send({"ok": True, "result": encoded, "truncated": truncated})
+        except MemoryError:
+            send({"ok": False, "error": "MemoryError: the function exceeded the memory limit", "restart": True})
+            return
+        except BaseException as exc:  # noqa: BLE001 - SystemExit etc. fail the call, not the worker
+            message = str(exc)
+            if len(message) > 500:
+                message = message[:500] + "..."
+            send({"ok": False, "error": f"{type(exc).__name__}: {message}"})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""APIGen's verification stages 1 and 3: ``FormatChecker`` and ``SemanticChecker``
+(stage 2, ``ExecutionChecker``, lives in ``execution.py``).
+
+Each checker adds a verdict column and a reason column. A row that fails is dropped with a reason
+whose code names the stage (``failed_format: ...``, ``failed_semantic: ...``), so the base class
+writes it to the step's rejected file; ``keep_failed=True`` keeps it (verdict ``False``) instead.
+An LLM request that fails is a failed row (``llm_error: ...``), not a verdict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from ...core import OperatorABC, RowOutcome, RunReport, merge_row, parse_reply, schema_for
+from ...core.errors import ToolSpecError
+
+
+def _fixed_tools(tools: Any) -> Any:
+    """A tool list given to a checker: specs, a JSON file path, or a module (``.py``) path."""
+    if tools is None or not isinstance(tools, str) or tools.lstrip().startswith("["):
+        return tools
+    from pathlib import Path
+
+    path = Path(tools)
+    if path.suffix == ".py" or path.is_dir():
+        from ...tools.from_python import tool_specs_from_module
+
+        return tool_specs_from_module(path)
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+class FormatChecker(OperatorABC):
+    """Stage 1: every call must name a listed function with valid arguments
+    (``dataflow.validate_calls``). Tools come from the row (``input_tools_key``) or ``tools=``
+    (a list, a JSON file path, or a Python module path) for all rows."""
+
+    def __init__(self, tools: Any = None, keep_failed: bool = False, allow_dots: bool = False):
+        super().__init__()
+        self.tools = _fixed_tools(tools)
+        self.keep_failed = keep_failed
+        self.allow_dots = allow_dots
+
+    def run(self, storage: Any, input_answers_key: str = "answers", input_tools_key: str | None = "tools",
+            output_key: str = "format_valid", output_reason_key: str = "format_reason") -> RunReport:
+        tools_key = input_tools_key if self.tools is None else None
+        return self._run_step(
+            storage, inputs={"input_answers_key": input_answers_key, "input_tools_key": tools_key},
+            outputs={"output_key": output_key, "output_reason_key": output_reason_key},
+            params={"tools": self.tools, "keep_failed": self.keep_failed, "allow_dots": self.allow_dots},
+            batch_fn=lambda rows: self.process_batch(rows, input_answers_key, input_tools_key, output_key, output_reason_key),
+        )
+
+    def process_batch(self, rows: list[dict], input_answers_key: str = "answers", input_tools_key: str | None = "tools",
+                      output_key: str = "format_valid", output_reason_key: str = "format_reason") -> list[RowOutcome]:
+        from ...tools.validation import compile_tools
+
+        fixed = compile_tools(self.tools, allow_dots=self.allow_dots) if self.tools is not None else None
+        outcomes = []
+        for row in rows:
+            try:
+                toolset = fixed or compile_tools(row.get(input_tools_key) if input_tools_key else None,
+                                                 allow_dots=self.allow_dots)
+            except ToolSpecError as exc:
+                outcomes.append(self._verdict(row, [f"invalid tool spec: {exc}"], output_key, output_reason_key))
+                continue
+            answers = row.get(input_answers_key, row.get("function_calls"))
+            outcomes.append(self._verdict(row, toolset.validate(answers), output_key, output_reason_key))
+        return outcomes
+
+    def _verdict(self, row: dict, errors: list[str], key: str, reason_key: str) -> RowOutcome:
+        reason = "; ".join(errors)
+        if errors and not self.keep_failed:
+            return RowOutcome.drop(f"failed_format: {reason}")
+        return RowOutcome.keep(merge_row(row, **{key: not errors, reason_key: reason}))
+
+
+class SemanticVerdict(BaseModel):
+    thought: str
+    passes: bool
+
+
+class SemanticChecker(OperatorABC):
+    """Stage 3: an LLM judge sees the tools, query, calls and execution results and answers
+    ``{"thought", "passes"}`` (a boolean, through a JSON schema). Rows whose execution failed
+    (``input_execution_ok_key`` is ``False``) are not judged, and dropped as ``failed_execution``,
+    unless ``check_failed_execution=True``."""
+
+    prompt_names = ("apigen_semantic_checker",)
+
+    def __init__(self, llm_serving: Any = None, keep_failed: bool = False, check_failed_execution: bool = False,
+                 max_result_chars: int = 1500, prompt_template: Any = None):
+        super().__init__(llm_serving, prompt_template)
+        self.keep_failed = keep_failed
+        self.check_failed_execution = check_failed_execution
+        self.max_result_chars = max_result_chars
+
+    def run(self, storage: Any, input_query_key: str = "query", input_answers_key: str = "answers",
+            input_tools_key: str = "tools", input_results_key: str | None = "execution_results",
+            input_execution_ok_key: str | None = "execution_ok", output_key: str = "semantic_valid",
+            output_thought_key: str = "semantic_thought") -> RunReport:
+        columns = storage.read_columns()
+        results_key = input_results_key if input_results_key in columns else None
+        ok_key = input_execution_ok_key if input_execution_ok_key in columns else None
+        return self._run_step(
+            storage,
+            inputs={"input_query_key": input_query_key, "input_answers_key": input_answers_key,
+                    "input_tools_key": input_tools_key, "input_results_key": results_key,
+                    "input_execution_ok_key": ok_key},
+            outputs={"output_key": output_key, "output_thought_key": output_thought_key},
+            params={"keep_failed": self.keep_failed, "check_failed_execution": self.check_failed_execution,
+                    "max_result_chars": self.max_result_chars},
+            batch_fn=lambda rows: self.process_batch(rows, input_query_key, input_answers_key, input_tools_key,
+                                                     results_key, ok_key, output_key, output_thought_key),
+        )
+
+    def process_batch(self, rows: list[dict], input_query_key: str = "query", input_answers_key: str = "answers",
+                      input_tools_key: str = "tools", input_results_key: str | None = "execution_results",
+                      input_execution_ok_key: str | None = "execution_ok", output_key: str = "semantic_valid",
+                      output_thought_key: str = "semantic_thought") -> list[RowOutcome]:
+        import json
+
+        from ...tools.spec import normalize_tools
+        from ..formats.convert import calls_of
+
+        serving = self.require_llm()
+        outcomes: list[RowOutcome | None] = []
+        conversations = []
+        for row in rows:
+            if input_execution_ok_key and row.get(input_execution_ok_key) is False and not self.check_failed_execution:
+                outcomes.append(RowOutcome.drop(f"failed_execution: not judged ({row.get('execution_reason', '')})"))
+                continue
+            try:
+                tools = normalize_tools(row.get(input_tools_key), allow_dots=True)
+                calls = calls_of(row.get(input_answers_key))
+            except Exception as exc:
+                outcomes.append(RowOutcome.fail(f"invalid_row: {exc}"))
+                continue
+            results = row.get(input_results_key) if input_results_key else None
+            if results is not None:
+                text = json.dumps(results, ensure_ascii=False, default=str)
+                if len(text) > self.max_result_chars:
+                    results = text[: self.max_result_chars] + "... (truncated)"
+            system, user = self.render(tools=tools, query=row.get(input_query_key, ""), calls=calls, results=results)
+            conversations.append(([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}])
+            outcomes.append(None)
+        replies = iter(serving.generate_from_conversations(conversations, json_schema=schema_for(SemanticVerdict))
+                       if conversations else [])
+        final = []
+        for row, outcome in zip(rows, outcomes):
+            if outcome is not None:
+                final.append(outcome)
+                continue
+            parsed = parse_reply(next(replies), SemanticVerdict)
+            if not parsed.ok:
+                final.append(RowOutcome.fail(parsed.reason or "invalid_reply"))
+                continue
+            verdict: SemanticVerdict = parsed.value  # type: ignore[assignment]
+            thought = verdict.thought.strip()
+            if not verdict.passes and not self.keep_failed:
+                final.append(RowOutcome.drop(f"failed_semantic: {thought or 'the judge did not pass it'}"))
+                continue
+            final.append(RowOutcome.keep(merge_row(row, **{output_key: verdict.passes, output_thought_key: thought})))
+        return final

@@ -1,0 +1,285 @@
+"""Stage 2, ``ExecutionChecker``: run each call against real Python functions in a sandbox.
+
+``Sandbox`` keeps one worker process (``_sandbox_worker.py``, started with ``subprocess`` in a
+fresh temporary folder, its address space capped with ``RLIMIT_AS``). Each call is sent as JSON
+and answered as JSON; the function is called with keyword arguments, arguments are never
+``eval()``-ed. A call that exceeds ``timeout`` seconds has its worker killed; a worker that dies
+(a crash, ``os._exit``, a signal, a ``MemoryError``) fails that call with the reason. Either way
+the next call gets a fresh worker, so one bad function never takes the run down.
+
+The same module gives the tool specs (``ExecutionChecker.tool_specs()``), derived from type hints
+and docstrings by ``dataflow.tools.from_python``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ...core import OperatorABC, RowOutcome, RunReport, merge_row
+from ...core.errors import ConfigError
+
+WORKER = Path(__file__).with_name("_sandbox_worker.py")
+
+
+class Sandbox:
+    """A replaceable worker process that runs the functions of one module file or folder."""
+
+    def __init__(self, module_path: str | os.PathLike, timeout: float = 5.0, memory_mb: int = 512,
+                 max_result_chars: int = 2000, startup_timeout: float = 30.0):
+        self.module_path = str(Path(module_path).resolve())
+        if not Path(self.module_path).exists():
+            raise ConfigError(f"tools module {module_path} not found")
+        self.timeout = timeout
+        self.memory_mb = memory_mb
+        self.max_result_chars = max_result_chars
+        self.startup_timeout = startup_timeout
+        self.functions: list[str] = []
+        self.restarts = 0
+        self._started = False
+        self._proc: subprocess.Popen | None = None
+        self._workdir: str | None = None
+        self._buffer = b""
+
+    # -- public -----------------------------------------------------------------------------------
+    def call(self, name: str, arguments: dict) -> dict:
+        """``{"ok": True, "result": ..., "truncated": bool}`` or ``{"ok": False, "error": str}``."""
+        if not isinstance(arguments, dict):
+            return {"ok": False, "error": "TypeError: arguments must be a JSON object"}
+        try:
+            line = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "\n"
+        except (TypeError, ValueError) as exc:
+            return {"ok": False, "error": f"TypeError: arguments are not JSON: {exc}"}
+        proc = self._ensure()
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(line.encode("utf-8"))
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return {"ok": False, "error": self._died("the worker died before the call")}
+        reply = self._read_line(self.timeout)
+        if reply is None:
+            if proc.poll() is None:
+                self._kill()
+                return {"ok": False, "error": f"TimeoutError: the call did not finish within {self.timeout:g}s"}
+            return {"ok": False, "error": self._died("the worker died during the call")}
+        try:
+            message = json.loads(reply)
+        except json.JSONDecodeError:
+            self._kill()
+            return {"ok": False, "error": "ProtocolError: the worker sent an unreadable reply"}
+        if message.get("restart"):
+            self._kill()
+        message.pop("restart", None)
+        return message
+
+    def close(self) -> None:
+        self._kill()
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self._kill()
+        except Exception:
+            pass
+
+    # -- worker management ------------------------------------------------------------------------
+    def _ensure(self) -> subprocess.Popen:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        if self._proc is not None:
+            self._kill()
+        if self._started:
+            self.restarts += 1
+        self._started = True
+        self._workdir = tempfile.mkdtemp(prefix="dataflow_sandbox_")
+        self._stderr = open(os.path.join(self._workdir, ".stderr"), "wb")
+        env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN", "_SECRET"))}
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", str(WORKER), self.module_path, str(self.memory_mb), str(self.max_result_chars)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=self._workdir, env=env,
+            start_new_session=True,
+        )
+        self._buffer = b""
+        ready = self._read_line(self.startup_timeout)
+        if ready is None:
+            reason = self._died("the worker did not start")
+            raise ConfigError(f"cannot start the execution sandbox for {self.module_path}: {reason}")
+        hello = json.loads(ready)
+        if not hello.get("ready"):
+            self._kill()
+            raise ConfigError(f"importing tools module {self.module_path} failed: {hello.get('error')}")
+        self.functions = hello.get("functions", [])
+        return self._proc
+
+    def _read_line(self, timeout: float) -> str | None:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        fd = proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode("utf-8", errors="replace")
+
+    def _died(self, what: str) -> str:
+        proc = self._proc
+        code = None
+        if proc is not None:
+            try:
+                code = proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+        tail = self._stderr_tail()
+        self._kill()
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            detail = f"killed by {name}"
+            if name == "SIGKILL":
+                detail += " (killed itself, or the system ran out of memory)"
+        elif code is not None:
+            detail = f"exited with code {code}"
+        else:
+            detail = "stopped answering"
+        return f"WorkerDied: {what}: {detail}" + (f"; stderr: {tail}" if tail else "")
+
+    def _stderr_tail(self, n: int = 300) -> str:
+        if not self._workdir:
+            return ""
+        try:
+            data = Path(self._workdir, ".stderr").read_bytes()[-n:]
+        except OSError:
+            return ""
+        return " ".join(data.decode("utf-8", errors="replace").split())
+
+    def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError, OSError):
+                    proc.kill()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                pass
+            for stream in (proc.stdin, proc.stdout):
+                try:
+                    if stream:
+                        stream.close()
+                except OSError:
+                    pass
+        if getattr(self, "_stderr", None) is not None:
+            self._stderr.close()
+            self._stderr = None
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+
+class ExecutionChecker(OperatorABC):
+    """Runs every call of a row in the sandbox. Adds ``execution_ok``, ``execution_results``
+    (one ``{"name", "ok", "result" | "error"}`` per call) and ``execution_reason``; a row with a
+    failing call is dropped as ``failed_execution: ...`` unless ``keep_failed=True``."""
+
+    def __init__(self, module_path: str | os.PathLike, timeout: float = 5.0, memory_mb: int = 512,
+                 max_result_chars: int = 2000, keep_failed: bool = False):
+        super().__init__()
+        self.module_path = str(module_path)
+        self.timeout = timeout
+        self.memory_mb = memory_mb
+        self.max_result_chars = max_result_chars
+        self.keep_failed = keep_failed
+
+    def tool_specs(self) -> list[dict]:
+        """OpenAI specs of the module's functions (type hints + docstrings)."""
+        from ...tools.from_python import tool_specs_from_module
+
+        return tool_specs_from_module(self.module_path)
+
+    def run(self, storage: Any, input_answers_key: str = "answers", output_key: str = "execution_ok",
+            output_results_key: str = "execution_results", output_reason_key: str = "execution_reason") -> RunReport:
+        return self._run_step(
+            storage, inputs={"input_answers_key": input_answers_key},
+            outputs={"output_key": output_key, "output_results_key": output_results_key,
+                     "output_reason_key": output_reason_key},
+            params={"module": _module_fingerprint(self.module_path), "timeout": self.timeout,
+                    "memory_mb": self.memory_mb, "max_result_chars": self.max_result_chars,
+                    "keep_failed": self.keep_failed},
+            batch_fn=lambda rows: self.process_batch(rows, input_answers_key, output_key, output_results_key,
+                                                     output_reason_key),
+        )
+
+    def process_batch(self, rows: list[dict], input_answers_key: str = "answers", output_key: str = "execution_ok",
+                      output_results_key: str = "execution_results",
+                      output_reason_key: str = "execution_reason") -> list[RowOutcome]:
+        from ..formats.convert import calls_of
+
+        outcomes = []
+        with Sandbox(self.module_path, self.timeout, self.memory_mb, self.max_result_chars) as sandbox:
+            for row in rows:
+                try:
+                    calls = calls_of(row.get(input_answers_key, row.get("function_calls")))
+                except (ValueError, json.JSONDecodeError) as exc:
+                    outcomes.append(RowOutcome.drop(f"failed_execution: unreadable calls ({exc})"))
+                    continue
+                results, errors = [], []
+                for index, call in enumerate(calls):
+                    answer = sandbox.call(call["name"], call["arguments"])
+                    entry: dict[str, Any] = {"name": call["name"], "ok": bool(answer.get("ok"))}
+                    if answer.get("ok"):
+                        entry["result"] = answer.get("result")
+                        if answer.get("truncated"):
+                            entry["truncated"] = True
+                    else:
+                        entry["error"] = answer.get("error", "unknown error")
+                        errors.append(f"call {index} ({call['name']}): {entry['error']}")
+                    results.append(entry)
+                reason = "; ".join(errors)
+                if errors and not self.keep_failed:
+                    outcomes.append(RowOutcome.drop(f"failed_execution: {reason}"))
+                else:
+                    outcomes.append(RowOutcome.keep(merge_row(row, **{
+                        output_key: not errors, output_results_key: results, output_reason_key: reason})))
+        return outcomes
+
+
+def _module_fingerprint(path: str) -> str:
+    """Hash of the module source(s), so an edited tool invalidates a reused step."""
+    import hashlib
+
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(p.glob("*.py")) if p.is_dir() else []
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,71 @@
+"""APIGen's stage table: generated, failed format / execution / semantic, verified, pass rate.
+
+Built from the ``RunReport``s a ``FileStorage`` collects (``storage.reports``), so a reused step
+(0 LLM calls on a rerun) still counts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+STAGES = {"FormatChecker": "failed_format", "ExecutionChecker": "failed_execution", "SemanticChecker": "failed_semantic"}
+
+
+def stage_table(reports: Iterable[Any], duplicates_dropped: int = 0) -> dict:
+    """Counts per stage from the run reports of one pipeline run (the latest of each operator)."""
+    latest: dict[str, Any] = {}
+    for report in reports:
+        latest[report.operator] = report
+    table: dict[str, Any] = {"generated": 0, "duplicates_dropped": duplicates_dropped, "generation_failed": 0,
+                             "failed_format": 0, "failed_execution": 0, "failed_semantic": 0, "judge_errors": 0,
+                             "verified": 0, "pass_rate": 0.0}
+    gen = latest.get("APIGenGenerator")
+    if gen is not None:
+        table["generated"] = gen.rows_out
+        table["generation_failed"] = gen.failed
+    last = None
+    for operator, column in STAGES.items():
+        report = latest.get(operator)
+        if report is None:
+            continue
+        # a semantic checker drops rows whose execution failed (kept by keep_failed) as failed_execution
+        for code, count in report.filtered_by_reason.items():
+            key = code if code in ("failed_format", "failed_execution", "failed_semantic") else column
+            table[key] += count
+        if operator == "SemanticChecker":
+            table["judge_errors"] = report.failed
+        else:
+            table[column] += report.failed
+        last = report
+    if last is not None:
+        table["verified"] = last.rows_out
+    elif gen is not None:
+        table["verified"] = gen.rows_out
+    table["pass_rate"] = round(table["verified"] / table["generated"], 4) if table["generated"] else 0.0
+    return table
+
+
+def format_stage_table(table: dict) -> str:
+    rows = [
+        ("generated", table["generated"]),
+        ("  duplicate queries dropped", table.get("duplicates_dropped", 0)),
+        ("failed format", table["failed_format"]),
+        ("failed execution", table["failed_execution"]),
+        ("failed semantic", table["failed_semantic"]),
+        ("  judge errors (LLM)", table.get("judge_errors", 0)),
+        ("verified", table["verified"]),
+        ("pass rate", f"{table['pass_rate'] * 100:.1f}%"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = ["APIGen stage table", "-" * (width + 10)]
+    lines += [f"{name:<{width}}  {value:>7}" for name, value in rows]
+    return "\n".join(lines)
+
+
+def write_stage_table(table: dict, path: str | Path) -> str:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
+    return str(p)

@@ -1,0 +1,170 @@
+"""Task operators: an atomic task from a scenario, then compositions of atomic tasks.
+
+- ``AtomTaskGenerator``: scenario -> one atomic task (one tool call's worth of work).
+- ``SequentialTaskGenerator``: task A -> a subsequent task B that needs A's output, and the
+  composed task "A then B" as a user would ask it.
+- ``ParaSeqTaskGenerator``: task A -> a parallel task P independent of A, and a final task B that
+  needs the outputs of both; the composed task asks for all three. Given an existing subsequent
+  task (``input_subsequent_task_key``), it keeps B's intent and rewrites it to use P too, which
+  turns a sequential composition into a parallel-then-sequential one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ...core import RowOutcome, RunReport, merge_row
+from ._base import StructuredLLMOperator, Text, text_value
+
+
+class AtomTaskReply(BaseModel):
+    """One atomic task."""
+
+    model_config = ConfigDict(extra="forbid")
+    task: Text(300, 10)
+
+
+class SequentialTaskReply(BaseModel):
+    """A follow-up task that uses the first task's result, and the two composed."""
+
+    model_config = ConfigDict(extra="forbid")
+    subsequent_task: Text(300, 10)
+    composition_task: Text(500, 10)
+
+
+class ParaSeqTaskReply(BaseModel):
+    """A parallel task, a final task using both results, and the three composed."""
+
+    model_config = ConfigDict(extra="forbid")
+    parallel_task: Text(300, 10)
+    subsequent_task: Text(300, 10)
+    composition_task: Text(600, 10)
+
+
+class AtomTaskGenerator(StructuredLLMOperator):
+    """Scenario -> one atomic task a single function call can do."""
+
+    prompt_names = ("atom_task_generator",)
+
+    def run(self, storage: Any, input_scenario_key: str = "scenario", output_key: str = "atom_task") -> RunReport:
+        return self._run_step(
+            storage,
+            inputs={"input_scenario_key": input_scenario_key},
+            outputs={"output_key": output_key},
+            batch_fn=lambda rows: self.process_batch(rows, input_scenario_key=input_scenario_key, output_key=output_key),
+        )
+
+    def process_batch(self, rows: list[dict], input_scenario_key: str = "scenario", output_key: str = "atom_task") -> list[RowOutcome]:
+        return self.structured_round(
+            rows,
+            lambda row: {"scenario": text_value(row, input_scenario_key)},
+            AtomTaskReply,
+            lambda row, reply: RowOutcome.keep(merge_row(row, **{output_key: reply.task})),
+        )
+
+
+class SequentialTaskGenerator(StructuredLLMOperator):
+    """Atomic task -> a subsequent task that consumes its output, plus the composed task."""
+
+    prompt_names = ("sequential_task_generator",)
+
+    def run(
+        self,
+        storage: Any,
+        input_task_key: str = "atom_task",
+        output_subsequent_task_key: str = "subsequent_task",
+        output_composition_task_key: str = "composition_task",
+    ) -> RunReport:
+        keys = dict(
+            input_task_key=input_task_key,
+            output_subsequent_task_key=output_subsequent_task_key,
+            output_composition_task_key=output_composition_task_key,
+        )
+        return self._run_step(
+            storage,
+            inputs={"input_task_key": input_task_key},
+            outputs={k: v for k, v in keys.items() if k.startswith("output_")},
+            batch_fn=lambda rows: self.process_batch(rows, **keys),
+        )
+
+    def process_batch(
+        self,
+        rows: list[dict],
+        input_task_key: str = "atom_task",
+        output_subsequent_task_key: str = "subsequent_task",
+        output_composition_task_key: str = "composition_task",
+    ) -> list[RowOutcome]:
+        return self.structured_round(
+            rows,
+            lambda row: {"task": text_value(row, input_task_key)},
+            SequentialTaskReply,
+            lambda row, reply: RowOutcome.keep(
+                merge_row(
+                    row,
+                    **{
+                        output_subsequent_task_key: reply.subsequent_task,
+                        output_composition_task_key: reply.composition_task,
+                    },
+                )
+            ),
+        )
+
+
+class ParaSeqTaskGenerator(StructuredLLMOperator):
+    """Atomic task -> a parallel atomic task and a final task fed by both, plus the composed task."""
+
+    prompt_names = ("para_seq_task_generator",)
+
+    def run(
+        self,
+        storage: Any,
+        input_task_key: str = "atom_task",
+        input_subsequent_task_key: str | None = None,
+        output_parallel_task_key: str = "parallel_task",
+        output_subsequent_task_key: str = "subsequent_task",
+        output_composition_task_key: str = "composition_task",
+    ) -> RunReport:
+        keys = dict(
+            input_task_key=input_task_key,
+            input_subsequent_task_key=input_subsequent_task_key,
+            output_parallel_task_key=output_parallel_task_key,
+            output_subsequent_task_key=output_subsequent_task_key,
+            output_composition_task_key=output_composition_task_key,
+        )
+        return self._run_step(
+            storage,
+            inputs={"input_task_key": input_task_key, "input_subsequent_task_key": input_subsequent_task_key},
+            outputs={k: v for k, v in keys.items() if k.startswith("output_")},
+            batch_fn=lambda rows: self.process_batch(rows, **keys),
+        )
+
+    def process_batch(
+        self,
+        rows: list[dict],
+        input_task_key: str = "atom_task",
+        input_subsequent_task_key: str | None = None,
+        output_parallel_task_key: str = "parallel_task",
+        output_subsequent_task_key: str = "subsequent_task",
+        output_composition_task_key: str = "composition_task",
+    ) -> list[RowOutcome]:
+        def variables(row: dict) -> dict:
+            followup = text_value(row, input_subsequent_task_key) if input_subsequent_task_key else ""
+            return {"task": text_value(row, input_task_key), "subsequent_task": followup}
+
+        return self.structured_round(
+            rows,
+            variables,
+            ParaSeqTaskReply,
+            lambda row, reply: RowOutcome.keep(
+                merge_row(
+                    row,
+                    **{
+                        output_parallel_task_key: reply.parallel_task,
+                        output_subsequent_task_key: reply.subsequent_task,
+                        output_composition_task_key: reply.composition_task,
+                    },
+                )
+            ),
+        )

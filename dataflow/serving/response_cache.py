@@ -1,0 +1,155 @@
+"""Content-addressed cache of LLM responses: request hash -> reply text and token usage.
+
+The key is the sha256 of the canonical JSON of what determines a reply (model, messages,
+temperature, extra body parameters, JSON schema) and nothing else: no URL, no API key. Only
+successful replies are stored. Each reply is committed as it arrives (SQLite in WAL mode,
+``synchronous=NORMAL``: a killed process loses nothing committed), so a crash mid-batch loses no
+finished request and a rerun of unchanged requests makes no HTTP call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+CACHE_FILE_NAME = "llm_responses.sqlite"
+_SCHEMA_VERSION = 1
+
+
+def request_key(
+    model: str,
+    messages: Sequence[dict],
+    temperature: float | None,
+    extra_body: dict | None = None,
+    json_schema: dict | None = None,
+) -> str:
+    """The content address of one request (hex sha256)."""
+    canonical = json.dumps(
+        {"v": _SCHEMA_VERSION, "model": model, "messages": messages, "temperature": temperature,
+         "extra_body": extra_body or {}, "json_schema": json_schema},
+        sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    """A stored reply."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tool_calls: list | None = None
+
+
+class ResponseCache:
+    """SQLite-backed ``key -> CachedResponse`` store, safe to use from several threads.
+
+    ``put`` commits immediately; ``put_many`` commits a group in one transaction (what the HTTP
+    client does once per event-loop turn, so replies that arrive together share one commit).
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = os.fspath(directory)
+        self.path = os.path.join(self.directory, CACHE_FILE_NAME)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            os.makedirs(self.directory, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS responses ("
+                " key TEXT PRIMARY KEY, model TEXT, response TEXT NOT NULL, created REAL)"
+            )
+            self._conn = conn
+        return self._conn
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, CachedResponse]:
+        """The cached replies among ``keys``."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, CachedResponse] = {}
+        if not wanted:
+            return found
+        with self._lock:
+            conn = self._connect()
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, raw in conn.execute(
+                    f"SELECT key, response FROM responses WHERE key IN ({marks})", chunk
+                ):
+                    try:
+                        found[key] = _decode(raw)
+                    except (ValueError, TypeError, KeyError):
+                        continue  # an unreadable entry is simply a miss
+        return found
+
+    def get(self, key: str) -> CachedResponse | None:
+        return self.get_many([key]).get(key)
+
+    def put(self, key: str, response: CachedResponse, model: str = "") -> None:
+        self.put_many([(key, response, model)])
+
+    def put_many(self, items: Sequence[tuple[str, CachedResponse, str]]) -> None:
+        """Store successful replies, committed before returning."""
+        if not items:
+            return
+        now = time.time()
+        rows = [(key, model, _encode(resp), now) for key, resp, model in items]
+        with self._lock:
+            conn = self._connect()
+            conn.execute("BEGIN")
+            try:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO responses (key, model, response, created) VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._connect().execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._connect().execute("DELETE FROM responses")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __repr__(self) -> str:
+        return f"ResponseCache({self.path!r})"
+
+
+def _encode(resp: CachedResponse) -> str:
+    data: dict[str, Any] = {"text": resp.text, "prompt_tokens": resp.prompt_tokens,
+                            "completion_tokens": resp.completion_tokens}
+    if resp.tool_calls:
+        data["tool_calls"] = resp.tool_calls
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _decode(raw: str) -> CachedResponse:
+    data = json.loads(raw)
+    if not isinstance(data.get("text"), str):
+        raise ValueError("cached entry without text")
+    return CachedResponse(
+        text=data["text"], prompt_tokens=int(data.get("prompt_tokens", 0)),
+        completion_tokens=int(data.get("completion_tokens", 0)), tool_calls=data.get("tool_calls"),
+    )

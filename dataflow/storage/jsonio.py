@@ -1,0 +1,93 @@
+"""Fast JSON encode/decode: ``orjson`` when installed, the standard library otherwise.
+
+Values that JSON cannot hold natively (numpy scalars and arrays, dates, Decimals, sets) are
+converted; NaN becomes ``null`` so files stay strict JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import json
+import math
+from typing import Any, Callable
+
+__all__ = ["dumps", "dumps_str", "loads", "fast_loads", "to_native"]
+
+try:  # pragma: no cover - depends on the environment
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
+
+
+def _default(value: Any) -> Any:
+    """Convert a non-JSON value to a JSON-native one, or raise ``TypeError``."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", 1) == 0:  # numpy scalar
+        return value.item()
+    if hasattr(value, "tolist"):  # numpy array, pandas array
+        return value.tolist()
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas missing markers
+        return None
+    raise TypeError(f"a value of type {type(value).__name__} cannot be stored as JSON: {value!r:.80}")
+
+
+def _clean_nan(value: Any) -> Any:
+    """Replace float NaN/inf anywhere in ``value`` with None (the stdlib would write ``NaN``)."""
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, dict):
+        return {k: _clean_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_nan(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON bytes of ``value``."""
+    if _orjson is not None:
+        return _orjson.dumps(
+            value, default=_default, option=_orjson.OPT_SERIALIZE_NUMPY | _orjson.OPT_NON_STR_KEYS
+        )
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default, allow_nan=False)
+    except ValueError:  # NaN or inf somewhere: write null instead
+        text = json.dumps(_clean_nan(value), ensure_ascii=False, separators=(",", ":"), default=_default)
+    return text.encode("utf-8")
+
+
+def dumps_str(value: Any) -> str:
+    """Compact JSON text of ``value``."""
+    return dumps(value).decode("utf-8")
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON text or UTF-8 bytes; raises ``ValueError`` (a ``json.JSONDecodeError``)."""
+    if _orjson is not None:
+        return _orjson.loads(data)
+    return json.loads(data)
+
+
+def fast_loads() -> Callable[[str], Any]:
+    """The fastest available parser of one JSON text (for tight loops)."""
+    return _orjson.loads if _orjson is not None else json.loads
+
+
+def to_native(value: Any) -> Any:
+    """``value`` with every nested non-JSON object converted (e.g. Parquet timestamps, numpy)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, dict):
+        return {str(k): to_native(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_native(v) for v in value]
+    return to_native(_default(value))
