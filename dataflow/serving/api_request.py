@@ -144,6 +144,7 @@ class APILLMServing_request(LLMServingABC):
         self._cache_dir = self._user_cache_dir
         self._cache: ResponseCache | None = None
         self._rng = random.Random()
+        self.ramp_seconds = float(os.environ.get("DF_RAMP", "0"))
 
     # -- cache ----------------------------------------------------------------------------------
     def use_cache_dir(self, cache_dir: str) -> None:
@@ -278,7 +279,9 @@ class _BatchRun:
     async def execute(self, session, jobs: list[_Job], bar, n_cached: int) -> None:
         for job in jobs:
             self.queue.put_nowait(job)
-        workers = [asyncio.create_task(self.worker(session)) for _ in range(min(self.owner.max_workers, len(jobs)))]
+        n_workers = min(self.owner.max_workers, len(jobs))
+        stagger = self.owner.ramp_seconds / n_workers if n_workers > 1 else 0.0
+        workers = [asyncio.create_task(self.worker(session, i * stagger)) for i in range(n_workers)]
         ticker = asyncio.create_task(self.tick(bar, n_cached)) if bar is not None else None
         try:
             await self.finished.wait()
@@ -292,8 +295,10 @@ class _BatchRun:
             await asyncio.sleep(0.25)
             _refresh_bar(bar, self, n_cached)
 
-    async def worker(self, session) -> None:
+    async def worker(self, session, start_delay: float = 0.0) -> None:
         owner = self.owner
+        if start_delay > 0:
+            await asyncio.sleep(start_delay)
         while True:
             job = await self.queue.get()
             attempt = await self.attempt(session, job)

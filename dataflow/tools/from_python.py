@@ -224,11 +224,15 @@ def load_module(path: str | Path) -> types.ModuleType:
         raise ToolSpecError(str(p), "cannot import this file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
+    previous = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # leave no __pycache__ in the user's folder
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(mod_name, None)
         raise ToolSpecError(str(p), f"importing the tools module failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.dont_write_bytecode = previous
     return module
 
 

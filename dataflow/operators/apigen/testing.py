@@ -1,0 +1,124 @@
+"""A deterministic responder for the APIGen operators (test kit, product code).
+
+``apigen_responder(messages, json_schema)`` answers ``APIGenGenerator`` prompts with query/answer
+pairs built from the tool specs in the prompt (valid arguments from each schema, except one pair
+in seven which gets a wrongly typed argument, so the format stage has work), and
+``SemanticChecker`` prompts with ``{"thought", "passes"}`` (failing calls whose execution results
+show an error, and one row in eleven). Use it with ``FakeLLMServing`` or, by dotted path
+``dataflow.operators.apigen.testing:apigen_responder``, with ``FakeOpenAIServer``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+_PATTERN_CANDIDATES = ("ABC", "LIS", "abc", "a1", "A", "1", "x")
+_FORMAT_VALUES = {"date": "2025-06-01", "date-time": "2025-06-01T09:30:00", "email": "ana@example.com",
+                  "time": "09:30:00", "uri": "https://example.com", "ipv4": "192.0.2.1"}
+
+
+def _digest(*parts: Any) -> int:
+    return int(hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12], 16)
+
+
+def value_for(schema: Any, salt: int = 0) -> Any:
+    """A value that satisfies a (simple) JSON schema: enums, consts, bounds, patterns, formats."""
+    if not isinstance(schema, dict):
+        return None
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][salt % len(schema["enum"])]
+    kind = schema.get("type", "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind in ("integer", "number"):
+        low = schema.get("minimum", schema.get("exclusiveMinimum", 0) + (1 if kind == "integer" else 0.5)
+                         if "exclusiveMinimum" in schema else None)
+        high = schema.get("maximum", schema.get("exclusiveMaximum", 10**6) - 1 if "exclusiveMaximum" in schema else None)
+        low = 1 if low is None else low
+        high = max(low, low + 20) if high is None else high
+        value = low + salt % (int(high - low) + 1) if high > low else low
+        return int(value) if kind == "integer" else float(value) + (0.5 if value + 0.5 <= high else 0.0)
+    if kind == "boolean":
+        return salt % 2 == 0
+    if kind == "array":
+        n = max(1, schema.get("minItems", 1))
+        return [value_for(schema.get("items", {"type": "string"}), salt + i) for i in range(n)]
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {k: value_for(v, salt + i) for i, (k, v) in enumerate(props.items()) if k in schema.get("required", [])}
+    if "format" in schema and schema["format"] in _FORMAT_VALUES:
+        return _FORMAT_VALUES[schema["format"]]
+    if "pattern" in schema:
+        for candidate in _PATTERN_CANDIDATES:
+            if re.search(schema["pattern"], candidate):
+                return candidate
+    words = ["Lisbon", "Paris", "tomato", "quarterly report", "Osaka", "hello world again"]
+    text = words[salt % len(words)]
+    return text.ljust(schema.get("minLength", 0), "x")[: schema.get("maxLength", 10**6)]
+
+
+def _tools_in(text: str) -> list[dict]:
+    tools = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{") and '"function"' in line:
+            try:
+                spec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(spec, dict) and isinstance(spec.get("function"), dict):
+                tools.append(spec["function"])
+    return tools
+
+
+def _schema_title(json_schema: dict | None) -> str:
+    if not json_schema:
+        return ""
+    inner = json_schema.get("schema", json_schema) if "properties" not in json_schema else json_schema
+    return inner.get("title", "")
+
+
+def apigen_responder(messages: list[dict], json_schema: dict | None) -> dict:
+    user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
+    title = _schema_title(json_schema)
+    if title == "SemanticVerdict" or ("passes" in json.dumps(json_schema or {}) and "thought" in json.dumps(json_schema or {})):
+        failed = '"ok": false' in user or "Error" in user.split("Execution results:")[-1] if "Execution results:" in user else False
+        if failed:
+            return {"thought": "An execution result shows an error.", "passes": False}
+        if _digest(user) % 11 == 0:
+            return {"thought": "The arguments do not match the query.", "passes": False}
+        return {"thought": "The calls match the query.", "passes": True}
+    tools = _tools_in(user)
+    match = re.search(r"write (\d+) different", user)
+    n = int(match.group(1)) if match else 1
+    irrelevant = "NONE of these functions" in user
+    parallel = "several times" in user or "several requests" in user
+    pairs = []
+    seed = _digest(user)
+    for k in range(n):
+        if irrelevant or not tools:
+            pairs.append({"query": f"Please translate a poem into Klingon (#{seed % 9973}-{k}).", "answers": []})
+            continue
+        picks = [tools[(seed + k) % len(tools)]]
+        if parallel and len(tools) > 1:
+            picks.append(tools[(seed + k + 1) % len(tools)])
+        answers = []
+        for j, tool in enumerate(picks):
+            params = tool.get("parameters", {})
+            args = {name: value_for(schema, seed + k + j + i)
+                    for i, (name, schema) in enumerate(params.get("properties", {}).items())
+                    if name in params.get("required", [])}
+            if "if" in params and "then" in params:  # satisfy a conditional requirement by leaving its trigger out
+                pass
+            answers.append({"name": tool["name"], "arguments": args})
+        if (seed + k) % 7 == 0 and answers and answers[0]["arguments"]:
+            first = next(iter(answers[0]["arguments"]))
+            answers[0]["arguments"][first] = {"oops": True}  # wrong type: the format checker must catch it
+        described = " and ".join(f"{a['name']} with {json.dumps(a['arguments'])}" for a in answers)
+        pairs.append({"query": f"Could you run {described}? (request {seed % 9973}-{k})", "answers": answers})
+    return {"pairs": pairs}
