@@ -122,10 +122,10 @@ def first_rows(source: Path, n: int, cache_dir: Path) -> Path:
     target = cache_dir / f"input_first_{n}_{source.stem}{source.suffix}"
     data = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)
     if not target.exists() or target.read_bytes() != data:
+        from dataflow.storage.atomic import atomic_write_bytes
+
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        atomic_write_bytes(target, data)
     return target
 
 

@@ -143,7 +143,7 @@ def test_schema_is_sent_with_every_request():
     serving = FakeLLMServing(button_responder)
     AtomTaskGenerator(llm_serving=serving).process_batch([base_row()])
     (_, schema), = serving.calls
-    assert schema["title"] == "AtomTaskReply" and schema["properties"]["task"]["maxLength"] == 300
+    assert schema["title"] == "AtomTaskReply" and schema["properties"]["task"]["maxLength"] == 200
 
 
 def test_composition_filter_drops_rejected_rows_by_problem():
@@ -319,6 +319,17 @@ def test_multi_turn_tool_schema_is_built_from_response_shape():
     assert tool_schemas
     result = tool_schemas[0]["properties"]["result"]
     assert result["required"] == ["ref_id", "summary", "count"] and result["additionalProperties"] is False
+
+
+def test_tool_round_schema_union_then_generic():
+    from dataflow.operators.conversations.multi_turn import MAX_UNION_SCHEMAS, _tool_round_schema
+
+    shapes = [{"type": "object", "properties": {f"f{i}": {"type": "string"}}, "required": [f"f{i}"]}
+              for i in range(MAX_UNION_SCHEMAS + 1)]
+    assert _tool_round_schema(shapes[:1] * 3)["properties"]["result"] == shapes[0]
+    assert len(_tool_round_schema(shapes[:3])["properties"]["result"]["anyOf"]) == 3
+    assert _tool_round_schema(shapes)["properties"]["result"] == {"type": "object"}
+    assert _tool_round_schema(shapes[:2]) == _tool_round_schema(shapes[1::-1])  # order-independent
 
 
 @pytest.mark.parametrize("agent", ["UserTurnReply", "AssistantTurnReply", "ToolResultReply"])

@@ -274,3 +274,52 @@ def test_tool_calls_reply(fake_server):
     assert attempt.result.tool_calls[0]["function"]["name"] == "f"
     empty = _parse_reply(json.dumps({"choices": [{"message": {"content": None}, "finish_reason": "length"}]}).encode())
     assert not empty.result.ok and "finish_reason=length" in empty.result.reason
+    blank = _parse_reply(json.dumps({"choices": [{"message": {"content": ""}, "finish_reason": "stop"}]}).encode())
+    assert not blank.result.ok and blank.result.reason.startswith("empty reply")
+
+
+def test_empty_reply_is_a_failure(fake_server):
+    fake_server.responder = lambda m, s: ""
+    [result] = client(fake_server.url).generate_from_input(["x"])
+    assert not result.ok and result.text is None and result.reason == "empty reply (finish_reason=stop)"
+    assert fake_server.request_count == 1
+
+
+def _run_in_thread(fn):
+    out: dict = {}
+
+    def target():
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, out
+
+
+def test_server_restart_mid_batch_is_ridden_out():
+    first = FakeOpenAIServer(latency=0.05).start()
+    port = first.port
+    serving = client(first.url, max_workers=4, max_retries=1, down_timeout=10)
+    thread, out = _run_in_thread(lambda: serving.generate_from_input([f"q{i}" for i in range(60)]))
+    time.sleep(0.3)
+    first.stop()
+    time.sleep(1.0)
+    with FakeOpenAIServer(port=port, latency=0.05):
+        thread.join(30)
+    assert "error" not in out, out.get("error")
+    assert all(r.ok for r in out["value"]), [r.reason for r in out["value"] if not r.ok][:3]
+
+
+def test_server_gone_for_good_mid_batch_raises_serving_error():
+    server = FakeOpenAIServer(latency=0.05).start()
+    serving = client(server.url, max_workers=4, down_timeout=1.5)
+    thread, out = _run_in_thread(lambda: serving.generate_from_input([f"q{i}" for i in range(200)]))
+    time.sleep(0.3)
+    server.stop()
+    thread.join(15)
+    assert not thread.is_alive()
+    assert isinstance(out.get("error"), ServingError)
+    assert "stopped accepting connections" in str(out["error"])

@@ -51,6 +51,7 @@ class _Job:
     body: bytes
     key: str | None
     attempt: int = 0
+    down_retries: int = 0  # connect failures while every endpoint was down (not counted in attempt)
     avoid: _Endpoint | None = None
 
 
@@ -305,6 +306,15 @@ class _BatchRun:
             if attempt.result is not None:
                 self.finish(job, attempt.result)
                 continue
+            if self.fatal is not None:
+                return
+            if attempt.connect_failure and all(ep.conn_failures for ep in self.endpoints):
+                # nothing accepts connections: wait for the server without spending this request's
+                # retries; check_unreachable bounds the wait (fast when it never answered)
+                owner.stats.retries += 1
+                job.down_retries += 1
+                self.loop.call_later(min(2.0, owner._backoff(job.down_retries - 1)), self.queue.put_nowait, job)
+                continue
             if job.attempt >= owner.max_retries:
                 self.finish(job, LLMResult.failure(self.redact(attempt.reason), status=attempt.status))
                 continue
@@ -506,7 +516,7 @@ def _parse_reply(raw: bytes) -> _Attempt:
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         return _Attempt(reason=f"malformed response: {type(exc).__name__}: {_clip(str(exc), 120)}; "
                                f"body: {_short_body(raw, 80)}", status=200)
-    if content is None and not tool_calls:
+    if not content and not tool_calls:  # an empty reply is a failure, never "" as data
         finish = choice.get("finish_reason")
         return _Attempt(result=LLMResult.failure(f"empty reply (finish_reason={finish})", status=200))
     return _Attempt(result=LLMResult.success(content or "", prompt_tokens=prompt_tokens,

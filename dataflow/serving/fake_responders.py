@@ -75,17 +75,17 @@ def _atom(system: str, user: str, schema: dict) -> dict:
 def _sequential(system: str, user: str, schema: dict) -> dict:
     task = _first_line(_after(user, "Task A:"))
     follow = "Write a short summary based on the result of the lookup."
-    return {"subsequent_task": follow, "composition_task": f"{task} Then {follow[0].lower()}{follow[1:]}"}
+    return {"subsequent_task": follow, "composition_task": f"{task[:300]} Then {follow[0].lower()}{follow[1:]}"}
 
 
 def _paraseq(system: str, user: str, schema: dict) -> dict:
     task = _first_line(_after(user, "Task A:"))
-    parallel = f"Check the current status of {_words(task, 4)} independently."
+    parallel = f"Check the current status of {_words(task.partition(' about ')[2] or task, 4)} independently."
     final = "Combine the lookup result and the status check into one summary."
     return {
         "parallel_task": parallel,
         "subsequent_task": final,
-        "composition_task": f"{task} At the same time, {parallel[0].lower()}{parallel[1:]} Then {final[0].lower()}{final[1:]}",
+        "composition_task": f"{task[:300]} At the same time, {parallel[0].lower()}{parallel[1:]} Then {final[0].lower()}{final[1:]}",
     }
 
 

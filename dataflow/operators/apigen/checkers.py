@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, StrictBool
 
 from ...core import OperatorABC, RowOutcome, RunReport, merge_row, parse_reply, schema_for
 from ...core.errors import ToolSpecError
@@ -80,7 +80,7 @@ class FormatChecker(OperatorABC):
 
 class SemanticVerdict(BaseModel):
     thought: str
-    passes: bool
+    passes: StrictBool  # "yes" is not a verdict
 
 
 class SemanticChecker(OperatorABC):

@@ -49,6 +49,7 @@ class Sandbox:
         self._proc: subprocess.Popen | None = None
         self._workdir: str | None = None
         self._buffer = b""
+        self._eof = False
 
     # -- public -----------------------------------------------------------------------------------
     def call(self, name: str, arguments: dict) -> dict:
@@ -68,7 +69,7 @@ class Sandbox:
             return {"ok": False, "error": self._died("the worker died before the call")}
         reply = self._read_line(self.timeout)
         if reply is None:
-            if proc.poll() is None:
+            if not self._eof and proc.poll() is None:
                 self._kill()
                 return {"ok": False, "error": f"TimeoutError: the call did not finish within {self.timeout:g}s"}
             return {"ok": False, "error": self._died("the worker died during the call")}
@@ -111,7 +112,7 @@ class Sandbox:
         env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN", "_SECRET"))}
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         self._proc = subprocess.Popen(
-            [sys.executable, "-I", str(WORKER), self.module_path, str(self.memory_mb), str(self.max_result_chars)],
+            [sys.executable, "-I", "-B", str(WORKER), self.module_path, str(self.memory_mb), str(self.max_result_chars)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=self._workdir, env=env,
             start_new_session=True,
         )
@@ -132,6 +133,7 @@ class Sandbox:
         assert proc is not None and proc.stdout is not None
         fd = proc.stdout.fileno()
         deadline = time.monotonic() + timeout
+        self._eof = False
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -141,6 +143,7 @@ class Sandbox:
                 return None
             chunk = os.read(fd, 65536)
             if not chunk:
+                self._eof = True
                 return None
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")

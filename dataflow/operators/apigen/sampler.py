@@ -7,7 +7,8 @@ Seed examples come from a JSONL/JSON file or a list of rows in either shape:
 
 Sampling is seeded and deterministic per row (the same table gives the same examples on a rerun).
 Examples whose functions resemble the row's tools (token overlap of names and descriptions) are
-preferred: each example's weight is ``1 + similarity_weight * jaccard``. Without replacement no
+preferred: an example's similarity is the share of its function-name tokens found in the names and
+descriptions of the row's own tools, and its weight is ``exp(similarity_weight * similarity)``. Without replacement no
 example repeats inside a row, and across rows an example is reused only once every example has
 been used; with replacement each draw is independent.
 """
@@ -87,7 +88,7 @@ class DataSampler(OperatorABC):
     multiple / parallel-multiple styles) and ``examples`` (few-shot seed examples)."""
 
     def __init__(self, seed_examples: Any, num_examples: int = 3, extra_tools: int = 1,
-                 replacement: bool = False, prefer_similar: bool = True, similarity_weight: float = 8.0,
+                 replacement: bool = False, prefer_similar: bool = True, similarity_weight: float = 4.0,
                  seed: int = 0):
         super().__init__()
         self.seed_source = str(seed_examples) if isinstance(seed_examples, (str, Path)) else None
@@ -134,8 +135,8 @@ class DataSampler(OperatorABC):
             if reason or not tools:
                 outcomes.append(RowOutcome.drop(reason or "no_tools: the row has no tool"))
                 continue
-            tools = tools + self._extra(tools, pool, rng)
             examples = self._sample(tools, rng, unused)
+            tools = tools + self._extra(tools, pool, rng)
             outcomes.append(RowOutcome.keep(merge_row(row, **{output_tools_key: tools, output_examples_key: examples})))
         return outcomes
 
@@ -156,7 +157,7 @@ class DataSampler(OperatorABC):
             return []
         k = min(self.num_examples, len(self.examples))
         mine = set().union(*(tokens(t["function"]["name"]) | tokens(t["function"]["description"]) for t in tools))
-        weights = [1.0 + (self.similarity_weight * _jaccard(mine, e["tokens"]) if self.prefer_similar else 0.0)
+        weights = [math.exp(self.similarity_weight * _coverage(e["tokens"], mine)) if self.prefer_similar else 1.0
                    for e in self.examples]
         indices = list(range(len(self.examples)))
         if self.replacement:
@@ -173,6 +174,11 @@ class DataSampler(OperatorABC):
 
 def _jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def _coverage(example: set, row: set) -> float:
+    """Share of the example's tokens that the row's tools mention."""
+    return len(example & row) / len(example) if example else 0.0
 
 
 def _weighted_sample(items: list, weights: list[float], k: int, rng: random.Random) -> list:

@@ -22,7 +22,7 @@ class CompositionVerdictReply(BaseModel):
     """Can the sub-tasks, done in order, complete the composed task?"""
 
     model_config = ConfigDict(extra="forbid")
-    reason: Text(300, 5)
+    reason: Text(200, 5)
     verdict: Literal["accept", "reject"]
     problem: Literal[PROBLEMS]  # type: ignore[valid-type]
 

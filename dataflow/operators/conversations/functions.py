@@ -44,7 +44,7 @@ class FieldReply(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Identifier
     type: JsonType
-    description: Text(150, 2)
+    description: Text(100, 2)
 
 
 class ParameterReply(BaseModel):
@@ -53,7 +53,7 @@ class ParameterReply(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Identifier
     type: JsonType
-    description: Text(150, 2)
+    description: Text(100, 2)
     required: bool
     enum: list[Text(40, 1)] = Field(max_length=6)
 
@@ -64,7 +64,7 @@ class FunctionReply(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sub_task: int = Field(ge=1, le=MAX_SUB_TASKS)
     name: FunctionName
-    description: Text(200, 5)
+    description: Text(150, 5)
     parameters: list[ParameterReply] = Field(min_length=1, max_length=5)
     returns: list[FieldReply] = Field(min_length=1, max_length=5)
 

@@ -44,7 +44,7 @@ class UserTurnReply(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     end_conversation: bool
-    message: Text(500, 2)
+    message: Text(300, 2)
 
 
 class CallReply(BaseModel):
@@ -60,7 +60,7 @@ class AssistantTurnReply(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     tool_calls: list[CallReply] = Field(max_length=4)
-    content: str = Field(max_length=1500)
+    content: str = Field(max_length=800)
 
 
 class ToolResultReply(BaseModel):

@@ -21,7 +21,7 @@ class QualityReply(BaseModel):
     """A short explanation, then an integer score from 1 (unusable) to 5 (excellent)."""
 
     model_config = ConfigDict(extra="forbid")
-    explanation: Text(400, 5)
+    explanation: Text(300, 5)
     score: int = Field(ge=1, le=5)
 
 

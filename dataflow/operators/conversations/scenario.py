@@ -15,14 +15,14 @@ class ScenarioReply(BaseModel):
     """The scenario in a sentence or two."""
 
     model_config = ConfigDict(extra="forbid")
-    scenario: Text(400, 10)
+    scenario: Text(300, 10)
 
 
 class ExpandedScenarioReply(BaseModel):
     """A new scenario, different from but related to the given one."""
 
     model_config = ConfigDict(extra="forbid")
-    scenario: Text(400, 10)
+    scenario: Text(300, 10)
 
 
 class ScenarioExtractor(StructuredLLMOperator):

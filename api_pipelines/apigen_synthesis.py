@@ -1,0 +1,125 @@
+"""Single-turn function-calling data synthesis and verification (APIGen).
+
+tools + seed QA -> DataSampler (few-shot examples, related tools) -> APIGenGenerator (query/answer
+pairs, structured output) -> FormatChecker (every call against its JSON Schema) -> ExecutionChecker
+(real functions of example_data/APIGen/tools.py, in a sandboxed worker) -> SemanticChecker (LLM
+judge) -> stage table -> stratified train/validation split -> OpenAI chat, ShareGPT/Hermes and
+seed-000 chat-message JSONL.
+
+Backend: an OpenAI-compatible endpoint when ``DF_API_URL`` is set (``DF_MODEL``, ``DF_API_KEY``),
+otherwise the embedded local model. Run from this folder (``python apigen_synthesis.py``) or from
+the folder above (``python api_pipelines/apigen_synthesis.py``); paths are resolved relative to
+this file. Rerunning reuses every finished step and cached LLM response.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from dataflow.operators.apigen import (
+    APIGenGenerator,
+    DataSampler,
+    ExecutionChecker,
+    FormatChecker,
+    SemanticChecker,
+    format_stage_table,
+    load_generator_config,
+    stage_table,
+    write_stage_table,
+)
+from dataflow.operators.formats import convert_row, stratified_split
+from dataflow.utils.storage import FileStorage
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent / "example_data" / "APIGen"
+DEFAULT_CACHE = HERE / "cache"
+
+
+def make_serving():
+    """The backend chosen from the environment (``dataflow.serving.serving_from_env``)."""
+    try:
+        from dataflow.serving import serving_from_env
+    except ImportError:  # older installs: HTTP endpoint only
+        serving_from_env = None
+    if serving_from_env is not None:
+        return serving_from_env()
+    from dataflow.serving import APILLMServing_request
+
+    url = os.environ.get("DF_API_URL")
+    if not url:
+        sys.exit("Set DF_API_URL (and DF_MODEL, DF_API_KEY) to an OpenAI-compatible chat-completions URL.")
+    return APILLMServing_request(api_url=url, model_name=os.environ.get("DF_MODEL", "gpt-4o"), max_workers=16)
+
+
+class APIGenPipeline:
+    def __init__(self, cache_path: str | Path = DEFAULT_CACHE, data_dir: str | Path = DATA):
+        data = Path(data_dir)
+        self.cache_path = Path(cache_path)
+        self.storage = FileStorage(
+            first_entry_file_name=str(data / "function_definitions.json"),
+            cache_path=str(self.cache_path),
+            file_name_prefix="dataflow_cache_step",
+            cache_type="jsonl",
+        )
+        self.llm_serving = make_serving()
+        config = load_generator_config(data / "generator_config.yaml")
+        self.system_prompt = (data / "system_prompt.txt").read_text(encoding="utf-8").strip()
+
+        self.sampler = DataSampler(seed_examples=data / "seed_qa.jsonl",
+                                   num_examples=int(config.get("examples_per_prompt", 3)),
+                                   extra_tools=int(config.get("extra_tools", 1)))
+        self.generator = APIGenGenerator(llm_serving=self.llm_serving, config=config)
+        self.format_checker = FormatChecker()
+        self.execution_checker = ExecutionChecker(module_path=data / "tools.py", timeout=5.0, memory_mb=512)
+        self.semantic_checker = SemanticChecker(llm_serving=self.llm_serving)
+
+    def run(self) -> dict:
+        self.sampler.run(self.storage.step(), input_tools_key="function")
+        self.generator.run(self.storage.step(), input_tools_key="tools", input_examples_key="examples")
+        self.format_checker.run(self.storage.step(), input_answers_key="answers", input_tools_key="tools")
+        self.execution_checker.run(self.storage.step(), input_answers_key="answers")
+        self.semantic_checker.run(self.storage.step(), input_query_key="query", input_answers_key="answers",
+                                  input_tools_key="tools", input_results_key="execution_results")
+
+        table = stage_table(self.storage.reports, duplicates_dropped=self.generator.duplicates_dropped)
+        print(format_stage_table(table), flush=True)
+        write_stage_table(table, self.cache_path / "apigen_stage_table.json")
+
+        verified = self.storage.step().read(output_type="dict")
+        self.export(verified)
+        return table
+
+    def export(self, rows: list[dict]) -> None:
+        """Split by call signature and write the fine-tuning files to ``cache/apigen_export``."""
+        out_dir = self.cache_path / "apigen_export"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result = stratified_split(rows, test_size=0.2, seed=0)
+        print(result.summary(), flush=True)
+        (out_dir / "split_report.json").write_text(json.dumps(result.report(), indent=2) + "\n", encoding="utf-8")
+        for part, part_rows in (("train", result.train), ("validation", result.validation)):
+            for fmt, options in (("openai", {"results_key": "execution_results"}), ("hermes", {}),
+                                 ("chat_message", {"system_prompt": self.system_prompt})):
+                path = out_dir / f"{part}_{fmt}.jsonl"
+                with open(path, "w", encoding="utf-8") as f:
+                    for row in part_rows:
+                        f.write(json.dumps(convert_row(row, fmt, **options), ensure_ascii=False) + "\n")
+        print(f"fine-tuning files in {out_dir}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="folder for step files and the LLM cache")
+    args = parser.parse_args()
+    pipeline = APIGenPipeline(cache_path=args.cache)
+    try:
+        pipeline.run()
+    finally:
+        pipeline.llm_serving.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""Seed 000's four scripts as subcommands, with the same arguments:
+
+    dataflow apigen generate --config-path --qa-jsonl-path --function-definitions-path --output-path
+    dataflow apigen verify   --generated-query-answer-path --function-definitions-path --verified-query-answer-path
+    dataflow split   --input-file-path --train-output-path --val-output-path [--test-output-path] --test-size
+    dataflow convert --input-path --output-path [--format chat_message|openai|hermes|xlam]
+
+The LLM backend comes from the environment (``DF_API_URL``/``DF_MODEL``/``DF_API_KEY``, else the
+embedded model), or from ``--api-url``/``--model``. ``register(main_group)`` adds them to a group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant with access to tools. Reply with a JSON list of function calls, "
+    'each {"function_name": ..., "arguments": {...}}, or [] when no tool fits the request.'
+)
+
+
+# -- small file helpers -------------------------------------------------------------------------
+def read_rows(path: str | Path) -> list[dict]:
+    """Rows of a JSONL file (or a .json array)."""
+    from ..core.errors import InputFileError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(str(p), "file not found")
+    text = p.read_text(encoding="utf-8")
+    if p.suffix == ".json":
+        data = json.loads(text)
+        return data if isinstance(data, list) else [data]
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise InputFileError(str(p), f"invalid JSON: {exc.msg}", line=number) from None
+    return rows
+
+
+def write_rows(path: str | Path, rows: list[dict]) -> None:
+    """Write JSONL atomically (temp file + rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, p)
+
+
+def make_serving(api_url: str | None = None, model: str | None = None, max_workers: int | None = None) -> Any:
+    """``--api-url`` when given, else ``serving_from_env()`` (falls back to ``DF_API_URL``)."""
+    overrides: dict[str, Any] = {}
+    if max_workers:
+        overrides["max_workers"] = max_workers
+    if api_url:
+        from ..serving import APILLMServing_request
+
+        return APILLMServing_request(api_url=api_url, model_name=model or os.environ.get("DF_MODEL") or "gpt-4o",
+                                     **overrides)
+    if model:
+        os.environ.setdefault("DF_MODEL", model)
+    try:
+        from ..serving import serving_from_env
+    except ImportError:
+        serving_from_env = None
+    if serving_from_env is not None:
+        return serving_from_env(**overrides)
+    from ..serving import APILLMServing_request
+
+    url = os.environ.get("DF_API_URL")
+    if not url:
+        raise click.ClickException("set DF_API_URL (and DF_MODEL) or pass --api-url")
+    return APILLMServing_request(api_url=url, model_name=os.environ.get("DF_MODEL", "gpt-4o"), **overrides)
+
+
+def _backend_options(fn: Any) -> Any:
+    fn = click.option("--max-workers", type=int, default=None, help="Concurrent LLM requests.")(fn)
+    fn = click.option("--model", default=None, help="Model name (default: $DF_MODEL).")(fn)
+    fn = click.option("--api-url", default=None, help="OpenAI-compatible chat-completions URL (default: $DF_API_URL).")(fn)
+    return fn
+
+
+def _outcome_summary(name: str, outcomes: list) -> None:
+    from collections import Counter
+
+    from ..core.structured import reason_code
+
+    bad = Counter(reason_code(o.reason) for o in outcomes if o.status != "ok")
+    kept = sum(1 for o in outcomes if o.status == "ok")
+    detail = ", ".join(f"{k}: {v}" for k, v in bad.most_common())
+    click.echo(f"{name}: {len(outcomes)} in, {kept} kept" + (f", rejected ({detail})" if detail else ""), err=True)
+
+
+def _run(op: Any, rows: list[dict], rejected: list[dict], **kwargs: Any) -> list[dict]:
+    """``op.process_batch`` over ``rows``; rejected rows collected with their stage and reason."""
+    outcomes = op.process_batch(rows, **kwargs)
+    _outcome_summary(type(op).__name__, outcomes)
+    kept = []
+    for row, outcome in zip(rows, outcomes):
+        if outcome.status == "ok":
+            kept.extend(outcome.rows)
+        else:
+            rejected.append({**row, "_operator": type(op).__name__, "_status": outcome.status, "_reason": outcome.reason})
+    return kept
+
+
+# -- apigen group -------------------------------------------------------------------------------
+@click.group("apigen")
+def apigen() -> None:
+    """Single-turn function-calling data (APIGen): generate and verify query/answer pairs."""
+
+
+@apigen.command("generate")
+@click.option("--config-path", required=True, type=click.Path(exists=True, dir_okay=False), help="Generator config (YAML or JSON).")
+@click.option("--qa-jsonl-path", required=True, type=click.Path(exists=True, dir_okay=False), help="Seed QA JSONL (query + function_calls, or xLAM rows).")
+@click.option("--function-definitions-path", required=True, type=click.Path(exists=True), help="OpenAI function specs (JSON), or a Python module of tools.")
+@click.option("--output-path", required=True, type=click.Path(dir_okay=False), help="Generated query/answer JSONL.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_backend_options
+def generate(config_path: str, qa_jsonl_path: str, function_definitions_path: str, output_path: str, seed: int,
+             api_url: str | None, model: str | None, max_workers: int | None) -> None:
+    """Generate query/answer pairs for every function, imitating the seed QA examples."""
+    from ..operators.apigen import APIGenGenerator, DataSampler, load_generator_config
+
+    config = load_generator_config(config_path)
+    tools = _load_tools(function_definitions_path)
+    rows = [{"tools": [t]} for t in tools]
+    sampler = DataSampler(qa_jsonl_path, num_examples=int(config.get("examples_per_prompt", 3)),
+                          extra_tools=int(config.get("extra_tools", 1)), seed=seed)
+    serving = make_serving(api_url, model, max_workers)
+    try:
+        generator = APIGenGenerator(serving, config=config, seed=seed)
+        rejected: list[dict] = []
+        rows = _run(sampler, rows, rejected, input_tools_key="tools")
+        rows = _run(generator, rows, rejected)
+    finally:
+        serving.close()
+    out = [{k: r[k] for k in ("query", "answers", "tools", "style", "persona") if k in r} for r in rows]
+    write_rows(output_path, out)
+    if rejected:
+        write_rows(_rejected_path(output_path), rejected)
+    click.echo(f"wrote {len(out)} query/answer pairs to {output_path} "
+               f"({generator.duplicates_dropped} duplicate queries dropped)")
+
+
+@apigen.command("verify")
+@click.option("--generated-query-answer-path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--function-definitions-path", required=True, type=click.Path(exists=True), help="OpenAI function specs (JSON), or a Python module of tools.")
+@click.option("--verified-query-answer-path", required=True, type=click.Path(dir_okay=False))
+@click.option("--tools-module", type=click.Path(exists=True), default=None, help="Python module/folder of the real functions: enables the execution stage.")
+@click.option("--semantic/--no-semantic", default=True, show_default=True, help="Run the LLM semantic checker.")
+@click.option("--timeout", type=float, default=5.0, show_default=True, help="Per-call execution timeout (s).")
+@click.option("--memory-mb", type=int, default=512, show_default=True, help="Execution worker memory limit.")
+@_backend_options
+def verify(generated_query_answer_path: str, function_definitions_path: str, verified_query_answer_path: str,
+           tools_module: str | None, semantic: bool, timeout: float, memory_mb: int, api_url: str | None,
+           model: str | None, max_workers: int | None) -> None:
+    """Format check (every call, full JSON Schema), optional execution, semantic check; prints
+    the stage table and writes the verified rows, the rejected rows and the table (JSON)."""
+    from ..core.operator import RunReport
+    from ..operators.apigen import ExecutionChecker, FormatChecker, SemanticChecker
+    from ..operators.apigen.report import format_stage_table, stage_table, write_stage_table
+
+    tools = _load_tools(function_definitions_path)
+    rows = read_rows(generated_query_answer_path)
+    for row in rows:
+        row.setdefault("tools", tools)
+        if "answers" not in row and "function_calls" in row:
+            row["answers"] = row["function_calls"]
+    rejected: list[dict] = []
+    reports = [RunReport("APIGenGenerator", 0, generated_query_answer_path, rows_in=len(rows), rows_out=len(rows), kept=len(rows))]
+
+    def stage(op: Any, current: list[dict]) -> list[dict]:
+        before = len(rejected)
+        kept = _run(op, current, rejected)
+        report = RunReport(type(op).__name__, len(reports), "", rows_in=len(current), rows_out=len(kept))
+        for r in rejected[before:]:
+            from ..core.structured import reason_code
+
+            bucket = report.failed_by_reason if r["_status"] == "failed" else report.filtered_by_reason
+            code = reason_code(r["_reason"])
+            bucket[code] = bucket.get(code, 0) + 1
+        report.failed = sum(report.failed_by_reason.values())
+        report.filtered = sum(report.filtered_by_reason.values())
+        reports.append(report)
+        return kept
+
+    rows = stage(FormatChecker(tools=tools), rows)
+    if tools_module:
+        rows = stage(ExecutionChecker(tools_module, timeout=timeout, memory_mb=memory_mb), rows)
+    if semantic:
+        serving = make_serving(api_url, model, max_workers)
+        try:
+            rows = stage(SemanticChecker(serving), rows)
+        finally:
+            serving.close()
+    write_rows(verified_query_answer_path, rows)
+    write_rows(_rejected_path(verified_query_answer_path), rejected)
+    table = stage_table(reports)
+    write_stage_table(table, Path(verified_query_answer_path).with_suffix(".stages.json"))
+    click.echo(format_stage_table(table))
+
+
+# -- split / convert ----------------------------------------------------------------------------
+@click.command("split")
+@click.option("--input-file-path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--train-output-path", required=True, type=click.Path(dir_okay=False))
+@click.option("--val-output-path", required=True, type=click.Path(dir_okay=False))
+@click.option("--test-output-path", default=None, type=click.Path(dir_okay=False), help="Also write a test split (the held-out share is divided between validation and test).")
+@click.option("--test-size", type=float, default=0.2, show_default=True, help="Share of each call signature held out.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def split(input_file_path: str, train_output_path: str, val_output_path: str, test_output_path: str | None,
+          test_size: float, seed: int) -> None:
+    """Stratified train/validation(/test) split by call signature (rare signatures stay in train)."""
+    from ..operators.formats import stratified_split
+
+    if not 0 < test_size < 1:
+        raise click.BadParameter("must be between 0 and 1", param_hint="--test-size")
+    rows = read_rows(input_file_path)
+    result = stratified_split(rows, test_size, with_test=test_output_path is not None, seed=seed)
+    write_rows(train_output_path, result.train)
+    write_rows(val_output_path, result.validation)
+    if test_output_path:
+        write_rows(test_output_path, result.test)
+    report = result.report()
+    Path(train_output_path).with_suffix(".split_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    click.echo(result.summary())
+    for signature, counts in sorted(result.class_counts.items(), key=lambda kv: -sum(kv[1].values()))[:20]:
+        click.echo(f"  {signature}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v or k != "test"), err=True)
+
+
+@click.command("convert")
+@click.option("--input-path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--output-path", required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["chat_message", "openai", "hermes", "xlam"]), default="chat_message",
+              show_default=True, help="Target fine-tuning format.")
+@click.option("--system-prompt-path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="System prompt file (chat_message / openai / hermes).")
+@click.option("--function-definitions-path", type=click.Path(exists=True), default=None,
+              help="Tools for rows that carry none.")
+@click.option("--input-format", type=click.Choice(["rows", "xlam", "glaive"]), default="rows", show_default=True,
+              help="rows: query + answers/function_calls (+ tools); xlam / glaive: read those datasets.")
+def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str | None,
+            function_definitions_path: str | None, input_format: str) -> None:
+    """Convert query/answer rows to a fine-tuning format."""
+    from ..operators.formats import convert_row, openai_messages_to_hermes, read_glaive_row, read_xlam_row
+
+    system_prompt = Path(system_prompt_path).read_text(encoding="utf-8").strip() if system_prompt_path else None
+    tools = _load_tools(function_definitions_path) if function_definitions_path else None
+    out = []
+    for row in read_rows(input_path):
+        if input_format == "glaive":
+            chat = read_glaive_row(row)
+            if fmt == "hermes":
+                out.append(openai_messages_to_hermes(chat["messages"], chat["tools"], system_prompt))
+            elif fmt == "openai":
+                out.append(chat)
+            else:
+                raise click.BadParameter("glaive conversations convert to openai or hermes", param_hint="--format")
+            continue
+        if input_format == "xlam":
+            row = read_xlam_row(row)
+        if fmt == "chat_message" and system_prompt is None:
+            system_prompt = DEFAULT_SYSTEM_PROMPT
+        out.append(convert_row(row, fmt, system_prompt=system_prompt, tools=tools if not row.get("tools") else None))
+    write_rows(output_path, out)
+    click.echo(f"wrote {len(out)} rows in {fmt} format to {output_path}")
+
+
+def _load_tools(path: str) -> list[dict]:
+    from ..tools import normalize_tools
+
+    p = Path(path)
+    if p.suffix == ".py" or p.is_dir():
+        from ..tools.from_python import tool_specs_from_module
+
+        return tool_specs_from_module(p)
+    return normalize_tools(json.loads(p.read_text(encoding="utf-8")))
+
+
+def _rejected_path(path: str | Path) -> Path:
+    p = Path(path)
+    return p.with_name(f"{p.stem}.rejected.jsonl")
+
+
+COMMANDS = {"apigen": apigen, "split": split, "convert": convert}
+
+
+def register(main_group: click.Group) -> None:
+    """Add ``apigen``, ``split`` and ``convert`` to ``main_group``."""
+    for command in COMMANDS.values():
+        main_group.add_command(command)

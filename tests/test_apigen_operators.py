@@ -1,0 +1,166 @@
+"""APIGen operators with FakeLLMServing: sampler, generator, checkers, stage table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dataflow.core import LLMResult
+from dataflow.operators.apigen import (
+    APIGenGenerator, DataSampler, FormatChecker, SemanticChecker, format_stage_table, stage_table,
+)
+from dataflow.operators.apigen.testing import apigen_responder
+from dataflow.serving.fake import FakeLLMServing
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "example_data" / "APIGen"
+TOOLS = json.loads((DATA / "function_definitions.json").read_text())
+BY_NAME = {t["function"]["name"]: t for t in TOOLS}
+
+
+def rows_of_tools(*names):
+    return [{"tools": [BY_NAME[n]], "examples": []} for n in names]
+
+
+# -- DataSampler -------------------------------------------------------------------------------
+def test_sampler_is_seeded_and_prefers_similar_examples():
+    rows = [{"type": "function", "function": t["function"]} for t in TOOLS]
+    a = DataSampler(DATA / "seed_qa.jsonl", num_examples=2, seed=3).process_batch(rows)
+    b = DataSampler(DATA / "seed_qa.jsonl", num_examples=2, seed=3).process_batch(rows)
+    assert [o.rows for o in a] == [o.rows for o in b]
+    out = [o.rows[0] for o in a]
+    assert all(len(r["examples"]) == 2 and len(r["tools"]) == 2 for r in out)
+    # with a strong similarity weight, the examples mostly call the row's own function
+    strong = DataSampler(DATA / "seed_qa.jsonl", num_examples=1, similarity_weight=20, replacement=True, seed=0).process_batch(rows)
+    hits = sum(any(c["name"] == r.rows[0]["function"]["name"] for c in r.rows[0]["examples"][0]["answers"]) for r in strong)
+    assert hits >= 8
+
+
+def test_sampler_without_replacement_uses_every_example_before_reuse():
+    examples = [{"query": f"q{i}", "function_calls": [{"function_name": "f", "arguments": {}}]} for i in range(6)]
+    rows = [{"tools": [TOOLS[0]]} for _ in range(3)]
+    out = DataSampler(examples, num_examples=2, replacement=False, prefer_similar=False).process_batch(rows, input_tools_key="tools")
+    queries = [e["query"] for o in out for e in o.rows[0]["examples"]]
+    assert sorted(queries) == [f"q{i}" for i in range(6)]
+    with_repl = DataSampler(examples, num_examples=4, replacement=True).process_batch(rows, input_tools_key="tools")
+    assert all(len(o.rows[0]["examples"]) == 4 for o in with_repl)
+
+
+def test_sampler_reads_xlam_rows(tmp_path):
+    path = tmp_path / "xlam.jsonl"
+    path.write_text(json.dumps({"query": "q", "tools": json.dumps([{"name": "f", "description": "d", "parameters": {"a": {"type": "int"}}}]),
+                                "answers": json.dumps([{"name": "f", "arguments": {"a": 1}}])}) + "\n")
+    out = DataSampler(path, num_examples=1).process_batch([{"tools": [TOOLS[0]]}], input_tools_key="tools")
+    assert out[0].rows[0]["examples"] == [{"query": "q", "answers": [{"name": "f", "arguments": {"a": 1}}]}]
+
+
+# -- APIGenGenerator ----------------------------------------------------------------------------
+def test_generator_one_row_per_pair_native_types_and_personas():
+    serving = FakeLLMServing(apigen_responder)
+    gen = APIGenGenerator(serving, num_pairs=2, personas={"tones": ["formal"], "user_roles": ["student"]})
+    outcomes = gen.process_batch(rows_of_tools("convert_currency", "prime_factors"))
+    rows = [r for o in outcomes for r in o.rows]
+    assert len(rows) == 4
+    assert all(isinstance(r["answers"], list) for r in rows)
+    assert any(isinstance(v, (int, float)) and not isinstance(v, bool) for r in rows for c in r["answers"] for v in c["arguments"].values())
+    assert rows[0]["persona"] == {"tone": "formal", "role": "student"}
+    messages, schema = serving.calls[0]
+    assert schema["title"] == "GeneratedPairs"
+    assert "formal tone" in messages[-1]["content"] and "convert_currency" in messages[-1]["content"]
+    assert len(serving.calls) == 2
+
+
+def test_generator_malformed_missing_and_failed_replies_fail_the_row_with_reason():
+    replies = iter(["not json at all", {"pairs": []}, {"wrong": 1}, LLMResult.failure("HTTP 500: boom"),
+                    {"pairs": [{"query": "ok?", "answers": [{"name": "prime_factors", "arguments": {"n": 12}}]}]}])
+    gen = APIGenGenerator(FakeLLMServing(lambda m, s: next(replies)))
+    outcomes = gen.process_batch(rows_of_tools(*["prime_factors"] * 5))
+    assert [o.status for o in outcomes] == ["failed", "failed", "failed", "failed", "ok"]
+    assert outcomes[0].reason.startswith("invalid_reply:")
+    assert "no query/answer pair" in outcomes[1].reason
+    assert outcomes[2].reason.startswith("invalid_reply: pairs")
+    assert outcomes[3].reason == "llm_error: HTTP 500: boom"
+
+
+def test_generator_drops_and_counts_duplicate_queries():
+    reply = {"pairs": [{"query": "Same question", "answers": []}, {"query": "Same question", "answers": []},
+                       {"query": "Other", "answers": []}]}
+    gen = APIGenGenerator(FakeLLMServing(lambda m, s: reply), num_pairs=3)
+    outcomes = gen.process_batch(rows_of_tools("prime_factors", "calculate_bmi"))
+    assert [len(o.rows) for o in outcomes] == [2, 0] or outcomes[1].status == "filtered"
+    assert outcomes[1].status == "filtered" and outcomes[1].reason.startswith("duplicate_query")
+    assert gen.duplicates_dropped == 4
+
+
+def test_generator_num_pairs_distribution_and_styles_and_irrelevance():
+    serving = FakeLLMServing(apigen_responder)
+    gen = APIGenGenerator(serving, num_pairs={"distribution": {1: 1, 3: 1}}, styles={"parallel": 1},
+                          irrelevance_rate=0.5, seed=1)
+    outcomes = gen.process_batch(rows_of_tools(*BY_NAME) * 2)
+    counts = {len(o.rows) for o in outcomes if o.status == "ok"}
+    assert counts <= {1, 3} and len(counts) == 2
+    styles = {r["style"] for o in outcomes for r in o.rows}
+    assert styles == {"parallel", "irrelevance"}
+    assert all(r["answers"] == [] for o in outcomes for r in o.rows if r["style"] == "irrelevance")
+
+
+def test_generator_config_file(tmp_path):
+    gen = APIGenGenerator(FakeLLMServing(apigen_responder), config=DATA / "generator_config.yaml")
+    assert gen.irrelevance_rate == 0.1 and "student" in gen.roles and gen.num_pairs == {"distribution": {1: 0.4, 2: 0.4, 3: 0.2}}
+    from dataflow.core.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        APIGenGenerator(FakeLLMServing(apigen_responder), styles=["weird"])
+
+
+# -- checkers ------------------------------------------------------------------------------------
+def test_format_checker_columns_and_drops():
+    rows = [{"query": "a", "tools": TOOLS, "answers": [{"name": "prime_factors", "arguments": {"n": 12}}]},
+            {"query": "b", "tools": TOOLS, "answers": [{"name": "prime_factors", "arguments": {"n": 1.5}}]},
+            {"query": "c", "tools": [{"name": "bad name"}], "answers": []}]
+    outcomes = FormatChecker().process_batch(rows)
+    assert outcomes[0].rows[0]["format_valid"] is True and outcomes[0].rows[0]["format_reason"] == ""
+    assert outcomes[1].status == "filtered" and "failed_format: call 0 (prime_factors): argument 'n'" in outcomes[1].reason
+    assert outcomes[2].status == "filtered" and "invalid tool spec" in outcomes[2].reason
+    kept = FormatChecker(keep_failed=True).process_batch(rows[1:2])[0].rows[0]
+    assert kept["format_valid"] is False and "1.5" in kept["format_reason"]
+
+
+def test_format_checker_with_fixed_tools_file():
+    rows = [{"query": "a", "function_calls": [{"function_name": "prime_factors", "arguments": {"n": 12}}]}]
+    assert FormatChecker(tools=str(DATA / "function_definitions.json")).process_batch(rows)[0].status == "ok"
+    assert FormatChecker(tools=str(DATA / "tools.py")).process_batch(rows)[0].status == "ok"
+
+
+def test_semantic_checker_boolean_verdict_and_failures():
+    base = {"tools": TOOLS, "answers": [{"name": "prime_factors", "arguments": {"n": 12}}], "execution_results": [{"ok": True, "result": [2, 2, 3]}]}
+    replies = iter([{"thought": "fine", "passes": True}, {"thought": "wrong n", "passes": False},
+                    {"thought": "yes yes", "passes": "yes"}, "garbage"])
+    serving = FakeLLMServing(lambda m, s: next(replies))
+    rows = [dict(base, query=f"q{i}") for i in range(4)] + [dict(base, query="skip", execution_ok=False, execution_reason="boom")]
+    outcomes = SemanticChecker(serving).process_batch(rows)
+    assert outcomes[0].rows[0]["semantic_valid"] is True
+    assert outcomes[1].status == "filtered" and outcomes[1].reason == "failed_semantic: wrong n"
+    assert outcomes[2].status == "failed" and outcomes[2].reason.startswith("invalid_reply")
+    assert outcomes[3].status == "failed"
+    assert outcomes[4].status == "filtered" and outcomes[4].reason.startswith("failed_execution")
+    assert len(serving.calls) == 4  # the failed-execution row was not sent
+    messages, schema = serving.calls[0]
+    assert schema["properties"]["passes"]["type"] == "boolean"
+    assert "[2, 2, 3]" in messages[-1]["content"]
+
+
+def test_stage_table_from_reports():
+    from dataflow.core.operator import RunReport
+
+    reports = [RunReport("APIGenGenerator", 2, "", rows_in=5, rows_out=10, failed=1),
+               RunReport("FormatChecker", 3, "", rows_in=10, rows_out=8, filtered=2, filtered_by_reason={"failed_format": 2}),
+               RunReport("ExecutionChecker", 4, "", rows_in=8, rows_out=7, filtered=1, filtered_by_reason={"failed_execution": 1}),
+               RunReport("SemanticChecker", 5, "", rows_in=7, rows_out=6, filtered=1, failed=0, filtered_by_reason={"failed_semantic": 1})]
+    table = stage_table(reports, duplicates_dropped=3)
+    assert table["generated"] == 10 and table["failed_format"] == 2 and table["failed_execution"] == 1
+    assert table["failed_semantic"] == 1 and table["verified"] == 6 and table["pass_rate"] == 0.6
+    text = format_stage_table(table)
+    assert "pass rate" in text and "60.0%" in text
