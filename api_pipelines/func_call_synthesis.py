@@ -17,7 +17,6 @@ relative to this file. Rerunning reuses every finished step and cached LLM respo
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -35,30 +34,13 @@ from dataflow.operators.conversations import (
     chat_to_transcript,
 )
 from dataflow.operators.conversations.export import export_conversations
+from dataflow.serving import serving_from_env
 from dataflow.utils.storage import FileStorage
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_INPUT = HERE.parent / "example_data" / "FuncCallPipeline" / "chat_data.jsonl"
 DEFAULT_CACHE = HERE / "cache"
 SUB_TASKS = ["atom_task", "parallel_task", "subsequent_task"]
-
-
-def make_serving():
-    """The backend chosen from the environment (``dataflow.serving.serving_from_env``)."""
-    try:
-        from dataflow.serving import serving_from_env
-    except ImportError:  # older installs: HTTP endpoint only
-        serving_from_env = None
-    if serving_from_env is not None:
-        return serving_from_env()
-    from dataflow.serving import APILLMServing_request
-
-    url = os.environ.get("DF_API_URL")
-    if not url:
-        sys.exit("Set DF_API_URL (and DF_MODEL, DF_API_KEY) to an OpenAI-compatible chat-completions URL.")
-    model = os.environ.get("DF_MODEL", "gpt-4o")
-    print(f"LLM backend: {url} (model {model})", flush=True)
-    return APILLMServing_request(api_url=url, model_name=model, max_workers=int(os.environ.get("DF_MAX_WORKERS", "64")))
 
 
 class FuncCallPipeline:
@@ -167,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cache_dir = args.cache_dir.resolve()
     first_entry = first_rows(args.input.resolve(), args.rows, cache_dir)
-    serving = make_serving()
+    serving = serving_from_env()
     try:
         pipeline = FuncCallPipeline(str(first_entry), str(cache_dir), serving, evaluate=args.evaluate)
         pipeline.run()

@@ -80,6 +80,11 @@ class LlamaServerProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def crashed(self) -> int | None:
+        """The exit status of a server that ended without ``stop()`` (else None)."""
+        return self._proc.poll() if self._proc is not None else None
+
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> str:
         """Start the server if it is not running; return its base URL."""

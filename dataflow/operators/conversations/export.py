@@ -29,15 +29,14 @@ class ExportResult:
 
 
 def openai_records(rows: Iterable[dict], messages_key: str = "conversations", tools_key: str = "tools") -> tuple[list[dict], dict[str, int]]:
-    """``{"messages", "tools"}`` records of the valid rows, and counts of skipped rows by problem."""
+    """``{"messages", "tools"}`` records of the valid rows, and the count of skipped rows."""
     records: list[dict] = []
     skipped: dict[str, int] = {}
     for row in rows:
         messages, tools = _load(row.get(messages_key)), openai_tools(_load(row.get(tools_key)) or [])
         problems = check_conversation(messages, tools)
         if problems:
-            key = problems[0].split(":")[0]
-            skipped[key] = skipped.get(key, 0) + 1
+            skipped["invalid_conversation"] = skipped.get("invalid_conversation", 0) + 1
             continue
         records.append({"messages": messages, "tools": tools})
     return records, skipped
