@@ -17,12 +17,15 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataflow.serving import APILLMServing_request  # noqa: E402
+from dataflow.serving._aio import new_event_loop  # noqa: E402
 from dataflow.serving.fake_server import FakeOpenAIServer  # noqa: E402
 
 
 def run_one(url: str, n: int, concurrency: int, latency: float, tag: str) -> dict:
     serving = APILLMServing_request(api_url=url, model_name="bench", max_workers=concurrency,
                                     cache=False, progress=False, max_retries=2, timeout=60)
+    serving.generate_from_input([f"{tag} warm-up"])  # imports aiohttp, warms the server
+    serving.stats.retries = 0
     prompts = [f"{tag} request {i}" for i in range(n)]
     start = time.perf_counter()
     results = serving.generate_from_input(prompts, system_prompt="")
@@ -44,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the best is shown")
     args = parser.parse_args(argv)
 
+    probe = new_event_loop()
+    loop = type(probe).__module__.split(".")[0]
+    probe.close()
+    print(f"event loop: {loop}; CPUs: {os.cpu_count()}")
     print(f"{'latency':>8} {'conc':>5} {'N':>6} {'ideal s':>8} {'took s':>8} {'req/s':>8} {'fraction':>8} {'failed':>6}")
     worst = 1.0
     with FakeOpenAIServer(in_process=False, record=False) as server:

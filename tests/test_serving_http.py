@@ -323,3 +323,10 @@ def test_server_gone_for_good_mid_batch_raises_serving_error():
     assert not thread.is_alive()
     assert isinstance(out.get("error"), ServingError)
     assert "stopped accepting connections" in str(out["error"])
+
+
+def test_endpoint_repr_hides_key(monkeypatch):
+    monkeypatch.setenv("DF_API_KEY", "sk-test-REPR-555")
+    endpoints, secrets = client("http://127.0.0.1:1/v1/chat/completions")._endpoints()
+    assert endpoints[0].headers["Authorization"] == "Bearer sk-test-REPR-555"
+    assert "sk-test-REPR-555" not in repr(endpoints[0])

@@ -7,9 +7,9 @@ only the standard library and xllamacpp. Protocol:
   ``{"error": "..."}`` and exits with status 1;
 - it exits as soon as its stdin reaches end of file, which happens when the parent closes the
   pipe (clean stop) or dies in any way, even by SIGKILL (the kernel closes the parent's end);
-- on Linux it also asks the kernel to SIGKILL it when the parent dies (``PR_SET_PDEATHSIG``),
-  when the parent requested it (only from the parent's main thread: the signal is tied to the
-  thread that forked, not to the process).
+- on Linux it also asks the kernel to SIGKILL it when the parent dies (``PR_SET_PDEATHSIG``;
+  the signal is tied to the thread that forked, so the parent forks from a thread that lives
+  as long as the parent process).
 """
 
 import json

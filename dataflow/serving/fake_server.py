@@ -40,6 +40,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from ._aio import new_event_loop, run_new_loop
 from .schema_instance import instance_for
 
 DEFAULT_FAULTS = ("429", "500", "503", "reset", "timeout", "malformed", "truncated")
@@ -506,7 +507,7 @@ class FakeOpenAIServer:
         failure: list[BaseException] = []
 
         def main() -> None:
-            loop = asyncio.new_event_loop()
+            loop = new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
@@ -693,7 +694,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, announce: Callable[[str], N
         finally:
             await runner.cleanup()
 
-    asyncio.run(main())
+    run_new_loop(main)
 
 
 def _announce(url: str) -> None:

@@ -8,8 +8,9 @@ native code cannot take the pipeline down. It never outlives its parent:
 3. a SIGTERM handler (installed once, only where SIGTERM still has its default action) stops
    them, then lets SIGTERM end the process as it would have;
 4. if the parent dies anyway (SIGKILL, crash), the kernel closes the parent's end of the
-   child's stdin and the child exits on end-of-file; on Linux the child also has
-   ``PR_SET_PDEATHSIG=SIGKILL`` when started from the main thread.
+   child's stdin and the child exits on end-of-file; on Linux the child also gets
+   ``PR_SET_PDEATHSIG=SIGKILL``. That signal is tied to the *thread* that forked, so every
+   child is forked by one daemon "keeper" thread that lives as long as the process.
 
 The child runs in its own session, so a terminal's Ctrl-C reaches only the parent, which then
 stops the child through (2).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import queue
 import select
 import signal
 import subprocess
@@ -37,7 +39,8 @@ from ..core.errors import ConfigError, ServingError
 
 _CHILD = Path(__file__).with_name("_llama_child.py")
 _running: "weakref.WeakSet[LlamaServerProcess]" = weakref.WeakSet()
-_hooks_installed = False
+_atexit_installed = False
+_sigterm_installed = False
 _hooks_lock = threading.Lock()
 
 
@@ -147,7 +150,6 @@ class LlamaServerProcess:
             raise ConfigError(
                 f'the embedded model needs the xllamacpp runtime ({exc}). Install it with: pip install "dataflow-fc[local]"'
             ) from None
-        main_thread = threading.current_thread() is threading.main_thread()
         config = {
             "model": self.model_path,
             "alias": self.alias,
@@ -156,13 +158,13 @@ class LlamaServerProcess:
             "n_parallel": self.n_parallel,
             "params": self.params,
             "parent_pid": os.getpid(),
-            "pdeathsig": main_thread,
+            "pdeathsig": True,  # forked by the keeper thread, which lives as long as we do
         }
         log = tempfile.TemporaryFile()
         kwargs: dict[str, Any] = {}
         if os.name == "posix":
             kwargs["start_new_session"] = True
-        proc = subprocess.Popen(
+        proc = _keeper.popen(
             [sys.executable, str(_CHILD), json.dumps(config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -259,15 +261,59 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _install_hooks() -> None:
-    global _hooks_installed
+    """Register the atexit hook (once) and, from the main thread, the SIGTERM handler (once)."""
+    global _atexit_installed, _sigterm_installed
     with _hooks_lock:
-        if _hooks_installed:
+        if not _atexit_installed:
+            _atexit_installed = True
+            atexit.register(stop_all)
+        if _sigterm_installed or threading.current_thread() is not threading.main_thread():
             return
-        _hooks_installed = True
-        atexit.register(stop_all)
-        if threading.current_thread() is threading.main_thread():
+        _sigterm_installed = True
+        try:
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, _on_sigterm)
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - e.g. no SIGTERM
+            pass
+
+
+def install_hooks() -> None:
+    """Public alias: call from the main thread early (``LocalModelLLMServing`` does so when
+    constructed) so the SIGTERM handler is in place even if the server starts in a worker thread."""
+    _install_hooks()
+
+
+class _Keeper:
+    """A daemon thread that lives as long as the process and runs every ``Popen``: Linux ties
+    ``PR_SET_PDEATHSIG`` to the thread that forked, so forking from here makes it mean "when
+    this process dies", whichever thread asked for the server."""
+
+    def __init__(self) -> None:
+        self._jobs: "queue.Queue[tuple[Any, Any, list]]" = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="dataflow-llama-keeper", daemon=True)
+                self._thread.start()
+        done = threading.Event()
+        box: list = []
+        self._jobs.put(((args, kwargs), done, box))
+        done.wait()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
+
+    def _loop(self) -> None:
+        while True:
+            (args, kwargs), done, box = self._jobs.get()
             try:
-                if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-                    signal.signal(signal.SIGTERM, _on_sigterm)
-            except (ValueError, OSError, AttributeError):  # pragma: no cover - e.g. no SIGTERM
-                pass
+                box.append(subprocess.Popen(*args, **kwargs))
+            except BaseException as exc:  # handed back to the caller
+                box.append(exc)
+            done.set()
+
+
+_keeper = _Keeper()

@@ -23,6 +23,7 @@ from typing import Any
 from ..core.errors import ServingError
 from ..core.llm import Conversation, LLMResult
 from .api_request import APILLMServing_request
+from .llama_server import install_hooks
 from .model_files import DEFAULT_MODEL, KNOWN_MODELS, ResolvedModel, resolve_model
 
 _PLACEHOLDER_URL = "http://127.0.0.1:9/v1/chat/completions"  # replaced when the server starts
@@ -97,6 +98,7 @@ class LocalModelLLMServing(APILLMServing_request):
         self.model: ResolvedModel | None = None
         self._server: Any = None  # llama_server.LlamaServerProcess once started
         self._start_lock = threading.Lock()
+        install_hooks()  # SIGTERM handler from the constructing (normally main) thread
 
     # -- server --------------------------------------------------------------------------------
     @property
@@ -159,11 +161,12 @@ class LocalModelLLMServing(APILLMServing_request):
                 raise
             return super()._generate(conversations, json_schema)
 
-    async def _run_jobs(self, jobs: list, results: list, n_cached: int) -> None:
-        # Runs only when some request missed the cache. Starting here blocks the event loop for
-        # the model load, which is fine: nothing else is scheduled on it yet.
+    async def _run_jobs(self, *args: Any, **kwargs: Any) -> None:
+        # The client calls this only when some request missed the cache, on a loop running in
+        # the caller's thread. Starting here blocks that loop for the model load, which is fine:
+        # nothing else is scheduled on it yet. (Arguments passed through untouched.)
         self.start()
-        await super()._run_jobs(jobs, results, n_cached)
+        await super()._run_jobs(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"LocalModelLLMServing(model_name={self.model_name!r}, n_parallel={self.n_parallel}, max_workers={self.max_workers})"
