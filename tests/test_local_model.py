@@ -168,33 +168,51 @@ PARENT_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize(
-    "mode, sig",
-    [("exit", None), ("sigterm", signal.SIGTERM), ("sigint", signal.SIGINT), ("sigkill", signal.SIGKILL),
-     ("thread", signal.SIGKILL)],
-)
-def test_no_server_left_when_parent_ends(mode, sig, default_model):
+ENDINGS = {  # how the owning process ends -> the signal the test sends (None: it exits by itself)
+    "exit": None,  # sys.exit without close(): the atexit hook
+    "sigterm": signal.SIGTERM,  # the SIGTERM handler
+    "sigint": signal.SIGINT,  # Ctrl-C: KeyboardInterrupt, then atexit
+    "sigkill": signal.SIGKILL,  # no Python code runs: PR_SET_PDEATHSIG / stdin end-of-file
+    "thread": signal.SIGKILL,  # same, with the server started from a worker thread
+}
+
+
+def test_no_server_left_when_parent_ends(default_model):
+    """Each way the owning process can end, run side by side (one model load each)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PARENT_SCRIPT, mode, str(default_model.path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(REPO),
-    )
+    procs = {
+        mode: subprocess.Popen(
+            [sys.executable, "-c", PARENT_SCRIPT, mode, str(default_model.path)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(REPO),
+        )
+        for mode in ENDINGS
+    }
+    problems = []
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("READY 1 "), (line, proc.stderr.read() if proc.poll() is not None else "")
-        server_pid = int(line.split()[2])
-        if mode != "exit":  # (in "exit" the parent is already stopping it)
-            assert llama_children(proc.pid) == [server_pid]
-        if sig is not None:
-            proc.send_signal(sig)
-        proc.wait(timeout=30)
-        assert wait_gone(proc.pid) == [], f"server {server_pid} outlived its parent ({mode})"
+        for mode, proc in procs.items():
+            line = proc.stdout.readline()
+            if not line.startswith("READY 1 "):
+                proc.kill()
+                problems.append(f"{mode}: no reply: {line!r} {proc.stderr.read()[-1500:]}")
+                continue
+            server_pid = int(line.split()[2])
+            if mode != "exit" and llama_children(proc.pid) != [server_pid]:  # ("exit" is already stopping it)
+                problems.append(f"{mode}: server {server_pid} not found running")
+            if ENDINGS[mode] is not None:
+                proc.send_signal(ENDINGS[mode])
+        for mode, proc in procs.items():
+            proc.wait(timeout=30)
+            left = wait_gone(proc.pid)
+            if left:
+                problems.append(f"{mode}: server {left} outlived its parent")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pid in llama_children(proc.pid):  # never leave one behind, even on failure
-            os.kill(pid, signal.SIGKILL)
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for pid in llama_children(proc.pid):  # never leave one behind, even on failure
+                os.kill(pid, signal.SIGKILL)
+    assert not problems, problems
 
 
 # -- refusing a wrong model file -------------------------------------------------------------------

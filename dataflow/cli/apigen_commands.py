@@ -94,7 +94,7 @@ def _backend_options(fn: Any) -> Any:
 def _outcome_summary(name: str, outcomes: list) -> None:
     from collections import Counter
 
-    from ..core.structured import reason_code
+    from ..core.operator import reason_code
 
     bad = Counter(reason_code(o.reason) for o in outcomes if o.status != "ok")
     kept = sum(1 for o in outcomes if o.status == "ok")
@@ -186,7 +186,7 @@ def verify(generated_query_answer_path: str, function_definitions_path: str, ver
         kept = _run(op, current, rejected)
         report = RunReport(type(op).__name__, len(reports), "", rows_in=len(current), rows_out=len(kept))
         for r in rejected[before:]:
-            from ..core.structured import reason_code
+            from ..core.operator import reason_code
 
             bucket = report.failed_by_reason if r["_status"] == "failed" else report.filtered_by_reason
             code = reason_code(r["_reason"])

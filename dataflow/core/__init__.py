@@ -1,22 +1,29 @@
-"""Core contracts: operators, the LLM serving interface, structured output, errors."""
+"""Core contracts: operators, the LLM serving interface, structured output, errors.
 
-from .errors import (
-    ConfigError,
-    DataFlowError,
-    InputFileError,
-    MissingColumnError,
-    PromptRenderError,
-    ServingError,
-    ToolSpecError,
-    UserInputError,
-)
-from .llm import LLMResult, LLMServingABC, ServingStats
-from .operator import OperatorABC, RowOutcome, RunReport, merge_row
-from .structured import Parsed, extract_json, parse_reply, schema_for
+Names are resolved lazily so that ``import dataflow.serving`` does not pay for pydantic.
+"""
 
-__all__ = [
-    "ConfigError", "DataFlowError", "InputFileError", "MissingColumnError", "PromptRenderError",
-    "ServingError", "ToolSpecError", "UserInputError", "LLMResult", "LLMServingABC", "ServingStats",
-    "OperatorABC", "RowOutcome", "RunReport", "merge_row", "Parsed", "extract_json", "parse_reply",
-    "schema_for",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_HOME = {
+    **dict.fromkeys(
+        ["ConfigError", "DataFlowError", "InputFileError", "MissingColumnError", "PromptRenderError",
+         "ServingError", "ToolSpecError", "UserInputError"], ".errors"),
+    **dict.fromkeys(["LLMResult", "LLMServingABC", "ServingStats"], ".llm"),
+    **dict.fromkeys(["OperatorABC", "RowOutcome", "RunReport", "merge_row"], ".operator"),
+    **dict.fromkeys(["Parsed", "extract_json", "parse_reply", "schema_for"], ".structured"),
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dataflow.core' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -85,7 +85,7 @@ class ServingStats:
 class LLMServingABC(abc.ABC):
     """Base of all serving backends.
 
-    Subclasses implement ``_generate(conversations, json_schema)``; the two public entry points
+    Subclasses implement ``_generate(conversations, schemas)``; the two public entry points
     build the conversations and keep the statistics.
     """
 
@@ -99,9 +99,10 @@ class LLMServingABC(abc.ABC):
         self,
         user_inputs: Sequence[str],
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-        json_schema: dict | None = None,
+        json_schema: "dict | Sequence[dict | None] | None" = None,
     ) -> list[LLMResult]:
-        """One plain prompt per input, each with the same system prompt."""
+        """One plain prompt per input, each with the same system prompt. ``json_schema`` is one
+        schema for every input, or a list with one schema (or ``None``) per input."""
         conversations = []
         for text in user_inputs:
             conv: Conversation = []
@@ -112,13 +113,24 @@ class LLMServingABC(abc.ABC):
         return self.generate_from_conversations(conversations, json_schema=json_schema)
 
     def generate_from_conversations(
-        self, conversations: Sequence[Conversation], json_schema: dict | None = None
+        self,
+        conversations: Sequence[Conversation],
+        json_schema: "dict | Sequence[dict | None] | None" = None,
     ) -> list[LLMResult]:
-        """One reply per conversation (a list of OpenAI chat messages), in order."""
+        """One reply per conversation (a list of OpenAI chat messages), in order. ``json_schema``
+        is one schema for every conversation, or a list with one schema (or ``None``) each."""
         conversations = [list(c) for c in conversations]
         if not conversations:
             return []
-        results = self._generate(conversations, json_schema)
+        if isinstance(json_schema, (list, tuple)):
+            schemas = list(json_schema)
+            if len(schemas) != len(conversations):
+                raise ValueError(
+                    f"json_schema has {len(schemas)} schemas for {len(conversations)} conversations"
+                )
+        else:
+            schemas = [json_schema] * len(conversations)
+        results = self._generate(conversations, schemas)
         if len(results) != len(conversations):
             raise RuntimeError(
                 f"{type(self).__name__} returned {len(results)} results for {len(conversations)} inputs"
@@ -137,9 +149,10 @@ class LLMServingABC(abc.ABC):
     # -- to implement -----------------------------------------------------------------------
     @abc.abstractmethod
     def _generate(
-        self, conversations: list[Conversation], json_schema: dict | None
+        self, conversations: list[Conversation], schemas: list[dict | None]
     ) -> list[LLMResult]:
-        """Return one ``LLMResult`` per conversation, in order."""
+        """Return one ``LLMResult`` per conversation, in order; ``schemas[i]`` is the JSON schema
+        the reply to ``conversations[i]`` must follow (``None``: free text)."""
 
     def __enter__(self):
         return self

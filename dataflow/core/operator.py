@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from .errors import ConfigError, MissingColumnError
-from .structured import reason_code
+
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..prompts import PromptTemplate
@@ -104,6 +104,12 @@ class RunReport:
 
 def _fmt_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def reason_code(reason: str) -> str:
+    """The short code at the start of a failure reason (``llm_error: HTTP 500`` -> ``llm_error``)."""
+    head, sep, _ = reason.partition(":")
+    return head.strip() if sep and head and " " not in head.strip() else reason
 
 
 def merge_row(row: dict, **new: Any) -> dict:

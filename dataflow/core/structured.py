@@ -108,9 +108,3 @@ def parse_reply(result: LLMResult, model: type[T]) -> Parsed[T]:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
         return Parsed(None, f"invalid_reply: {loc}: {first.get('msg')} ({exc.error_count()} error(s))")
-
-
-def reason_code(reason: str) -> str:
-    """The short code at the start of a failure reason (``llm_error: HTTP 500`` -> ``llm_error``)."""
-    head, sep, _ = reason.partition(":")
-    return head.strip() if sep and head and " " not in head.strip() else reason

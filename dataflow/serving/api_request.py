@@ -50,6 +50,7 @@ class _Job:
     positions: list[int]
     messages: Conversation
     key: str | None
+    schema: dict | None = None  # the JSON schema the reply must follow (None: free text)
     body: bytes | None = None  # the request JSON, encoded at the first attempt
     attempt: int = 0
     down_retries: int = 0  # connect failures while every endpoint was down (not counted in attempt)
@@ -190,14 +191,14 @@ class APILLMServing_request(LLMServingABC):
             }
         return payload
 
-    def _generate(self, conversations: list[Conversation], json_schema: dict | None) -> list[LLMResult]:
+    def _generate(self, conversations: list[Conversation], schemas: list[dict | None]) -> list[LLMResult]:
         n = len(conversations)
         results: list[LLMResult | None] = [None] * n
         cache = self.cache
         jobs: list[_Job] = []
         if cache is not None:
-            keys = [request_key(self.model_name, c, self.temperature, self.extra_body, json_schema)
-                    for c in conversations]
+            keys = [request_key(self.model_name, c, self.temperature, self.extra_body, schema)
+                    for c, schema in zip(conversations, schemas)]
             hits = cache.get_many(keys)
             by_key: dict[str, _Job] = {}
             for i, key in enumerate(keys):
@@ -207,13 +208,13 @@ class APILLMServing_request(LLMServingABC):
                 elif key in by_key:  # identical request in this batch: ask once
                     by_key[key].positions.append(i)
                 else:
-                    by_key[key] = job = _Job([i], conversations[i], key)
+                    by_key[key] = job = _Job([i], conversations[i], key, schemas[i])
                     jobs.append(job)
         else:
-            jobs = [_Job([i], c, None) for i, c in enumerate(conversations)]
+            jobs = [_Job([i], c, None, schemas[i]) for i, c in enumerate(conversations)]
         if jobs:
             n_cached = n - sum(len(j.positions) for j in jobs)
-            run_sync(lambda: self._run_jobs(jobs, json_schema, results, n_cached))
+            run_sync(lambda: self._run_jobs(jobs, results, n_cached))
         return results  # type: ignore[return-value]
 
     def _endpoints(self) -> tuple[list[_Endpoint], list[str]]:
@@ -227,11 +228,11 @@ class APILLMServing_request(LLMServingABC):
             endpoints.append(_Endpoint(url=url, key_env=key_env, headers=headers))
         return endpoints, secrets
 
-    async def _run_jobs(self, jobs: list[_Job], json_schema: dict | None, results: list, n_cached: int) -> None:
+    async def _run_jobs(self, jobs: list[_Job], results: list, n_cached: int) -> None:
         import aiohttp
 
         endpoints, secrets = self._endpoints()
-        run = _BatchRun(self, endpoints, secrets, results, len(jobs), json_schema)
+        run = _BatchRun(self, endpoints, secrets, results, len(jobs))
         connector = aiohttp.TCPConnector(limit=self.max_workers, limit_per_host=0, ttl_dns_cache=300,
                                          keepalive_timeout=30)
         timeout = aiohttp.ClientTimeout(total=self.timeout,
@@ -265,9 +266,8 @@ class _BatchRun:
     """State of one batch on the event loop: queue, workers, endpoints, cache writes."""
 
     def __init__(self, owner: APILLMServing_request, endpoints: list[_Endpoint], secrets: list[str],
-                 results: list, n_jobs: int, json_schema: dict | None):
+                 results: list, n_jobs: int):
         self.owner = owner
-        self.json_schema = json_schema
         self.endpoints = endpoints
         self.secrets = secrets
         self.results = results
@@ -391,7 +391,7 @@ class _BatchRun:
 
         owner = self.owner
         if job.body is None:
-            job.body = _dumps(owner._payload(job.messages, self.json_schema))
+            job.body = _dumps(owner._payload(job.messages, job.schema))
         ep = self.pick(job.avoid)
         job.avoid = ep
         owner.stats.requests_sent += 1

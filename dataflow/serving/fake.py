@@ -25,9 +25,9 @@ class FakeLLMServing(LLMServingABC):
         self.model_name = model_name
         self.calls: list[tuple[Conversation, dict | None]] = []
 
-    def _generate(self, conversations: list[Conversation], json_schema: dict | None) -> list[LLMResult]:
+    def _generate(self, conversations: list[Conversation], schemas: list[dict | None]) -> list[LLMResult]:
         results = []
-        for messages in conversations:
+        for messages, json_schema in zip(conversations, schemas):
             self.calls.append((messages, json_schema))
             self.stats.requests_sent += 1
             try:
