@@ -321,15 +321,25 @@ def test_multi_turn_tool_schema_is_built_from_response_shape():
     assert result["required"] == ["ref_id", "summary", "count"] and result["additionalProperties"] is False
 
 
-def test_tool_round_schema_union_then_generic():
-    from dataflow.operators.conversations.multi_turn import MAX_UNION_SCHEMAS, _tool_round_schema
-
-    shapes = [{"type": "object", "properties": {f"f{i}": {"type": "string"}}, "required": [f"f{i}"]}
-              for i in range(MAX_UNION_SCHEMAS + 1)]
-    assert _tool_round_schema(shapes[:1] * 3)["properties"]["result"] == shapes[0]
-    assert len(_tool_round_schema(shapes[:3])["properties"]["result"]["anyOf"]) == 3
-    assert _tool_round_schema(shapes)["properties"]["result"] == {"type": "object"}
-    assert _tool_round_schema(shapes[:2]) == _tool_round_schema(shapes[1::-1])  # order-independent
+def test_tool_round_sends_each_call_its_own_function_schema():
+    """Two rows with different tools in one batch: each tool-agent request carries exactly its
+    function's declared response shape, so a cache key never depends on the other rows."""
+    serving = FakeLLMServing(button_responder)
+    rows = mt_rows(2, sub_tasks=2)
+    MultiTurnConversationGenerator(llm_serving=serving).process_batch(rows, **MT_KEYS | {
+        "input_sub_tasks_keys": ["atom_task", "subsequent_task"]})
+    shapes = {}
+    for row in rows:
+        for fn in row["functions"]:
+            shapes[fn["function"]["name"]] = fn["x-response"]
+    tool_calls = [(m, s) for m, s in serving.calls if s["title"] == "ToolResultReply"]
+    assert tool_calls
+    for messages, schema in tool_calls:
+        text = json.dumps(messages)
+        named = [name for name in shapes if name in text]
+        assert named, "tool prompt names its function"
+        assert schema["properties"]["result"] in [shapes[n] for n in named]
+        assert "anyOf" not in schema["properties"]["result"]
 
 
 @pytest.mark.parametrize("agent", ["UserTurnReply", "AssistantTurnReply", "ToolResultReply"])

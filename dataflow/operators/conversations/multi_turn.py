@@ -34,7 +34,6 @@ from .structure import check_conversation
 from .transcript import chat_to_transcript
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant that can call the provided tools to complete the user's request."
-MAX_UNION_SCHEMAS = 8
 TRANSCRIPT_CHARS = 12000
 USER, ASSISTANT, TOOL, DONE, FAILED = "user", "assistant", "tool", "done", "failed"
 
@@ -347,9 +346,9 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
                     feedback=d.call_feedback.get(call["id"], ""),
                 )
             )
-        schema = _tool_round_schema([response_schema(d.function(call["name"])) for d, call in jobs])
+        schemas = [_tool_reply_schema(response_schema(d.function(call["name"]))) for d, call in jobs]
         results = self.llm_serving.generate_from_conversations(
-            [prompt_messages(s, u) for s, u in prompts], json_schema=schema
+            [prompt_messages(s, u) for s, u in prompts], json_schema=schemas
         )
         for (d, call), result in zip(jobs, results):
             if d.phase == FAILED:
@@ -376,20 +375,11 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
                 d.phase = ASSISTANT
 
 
-def _tool_round_schema(shapes: list[dict]) -> dict:
-    """One JSON schema for a tool round: ``{"result": <shape>}`` for a single shape, a union of
-    the round's distinct shapes when there are few, a generic object otherwise (each result is
-    checked against its own shape after the reply in every case)."""
-    distinct = {json.dumps(s, sort_keys=True): s for s in shapes}
-    ordered = [distinct[k] for k in sorted(distinct)]
-    if len(ordered) == 1:
-        result: dict = ordered[0]
-    elif len(ordered) <= MAX_UNION_SCHEMAS:
-        result = {"anyOf": ordered}
-    else:
-        result = {"type": "object"}
+def _tool_reply_schema(shape: dict) -> dict:
+    """The JSON schema of one tool agent reply: ``{"result": <the function's declared response>}``
+    (each result is also checked against its shape after the reply)."""
     schema = schema_for(ToolResultReply)
-    schema["properties"]["result"] = result
+    schema["properties"]["result"] = shape
     return schema
 
 
