@@ -31,7 +31,9 @@ from dataflow.operators.apigen import (
     stage_table,
     write_stage_table,
 )
+from dataflow.cli import run_pipeline_main
 from dataflow.operators.formats import convert_row, stratified_split
+from dataflow.storage.head import first_rows_file
 from dataflow.utils.storage import FileStorage
 
 HERE = Path(__file__).resolve().parent
@@ -56,11 +58,13 @@ def make_serving():
 
 
 class APIGenPipeline:
-    def __init__(self, cache_path: str | Path = DEFAULT_CACHE, data_dir: str | Path = DATA):
+    def __init__(self, cache_path: str | Path = DEFAULT_CACHE, data_dir: str | Path = DATA,
+                 input_file: str | Path | None = None, out_dir: str | Path | None = None):
         data = Path(data_dir)
         self.cache_path = Path(cache_path)
+        self.out_dir = Path(out_dir) if out_dir is not None else self.cache_path / "apigen_export"
         self.storage = FileStorage(
-            first_entry_file_name=str(data / "function_definitions.json"),
+            first_entry_file_name=str(input_file or data / "function_definitions.json"),
             cache_path=str(self.cache_path),
             file_name_prefix="dataflow_cache_step",
             cache_type="jsonl",
@@ -94,8 +98,9 @@ class APIGenPipeline:
         return table
 
     def export(self, rows: list[dict]) -> None:
-        """Split by call signature and write the fine-tuning files to ``cache/apigen_export``."""
-        out_dir = self.cache_path / "apigen_export"
+        """Split by call signature and write the fine-tuning files to ``out_dir``
+        (default ``<cache>/apigen_export``)."""
+        out_dir = self.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         result = stratified_split(rows, test_size=0.2, seed=0)
         print(result.summary(), flush=True)
@@ -110,11 +115,27 @@ class APIGenPipeline:
         print(f"fine-tuning files in {out_dir}", flush=True)
 
 
-def main() -> None:
+def first_rows(source: Path, n: int, cache_dir: Path) -> Path:
+    """``source`` itself, or (n > 0) its first ``n`` rows as JSON Lines in the cache folder,
+    rewritten only when their content changes (so a rerun sees the same input fingerprint).
+    A bad input is reported against ``source`` and its line."""
+    return first_rows_file(source, n, cache_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="folder for step files and the LLM cache")
-    args = parser.parse_args()
-    pipeline = APIGenPipeline(cache_path=args.cache)
+    parser.add_argument("--cache-dir", "--cache", dest="cache", default=str(DEFAULT_CACHE),
+                        help="folder for step files and the LLM cache")
+    parser.add_argument("--input", type=Path, default=DATA / "function_definitions.json",
+                        help="tool definitions (JSON list or JSONL, one tool per row)")
+    parser.add_argument("--rows", type=int, default=0, help="use the first N input rows (0: all, the default)")
+    parser.add_argument("--out-dir", type=Path, default=None,
+                        help="fine-tuning files (default: <cache-dir>/apigen_export)")
+    args = parser.parse_args(argv)
+    cache = Path(args.cache).resolve()
+    first_entry = first_rows(args.input.resolve(), args.rows, cache)
+    pipeline = APIGenPipeline(cache_path=cache, input_file=first_entry,
+                              out_dir=args.out_dir.resolve() if args.out_dir else None)
     try:
         pipeline.run()
     finally:
@@ -122,4 +143,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_pipeline_main(main))  # a user error: one "error: ..." line, exit status 2

@@ -34,7 +34,9 @@ from dataflow.operators.conversations import (
     chat_to_transcript,
 )
 from dataflow.operators.conversations.export import export_conversations
+from dataflow.cli import run_pipeline_main
 from dataflow.serving import serving_from_env
+from dataflow.storage.head import first_rows_file
 from dataflow.utils.storage import FileStorage
 
 HERE = Path(__file__).resolve().parent
@@ -96,19 +98,9 @@ class FuncCallPipeline:
 
 def first_rows(source: Path, n: int, cache_dir: Path) -> Path:
     """``source`` itself, or (n > 0) a copy of its first ``n`` lines in the cache folder, rewritten
-    only when its content changes (so a rerun sees the same input fingerprint)."""
-    if n <= 0:
-        return source
-    with source.open("rb") as fh:
-        lines = [line for line in fh if line.strip()][:n]
-    target = cache_dir / f"input_first_{n}_{source.stem}{source.suffix}"
-    data = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)
-    if not target.exists() or target.read_bytes() != data:
-        from dataflow.storage.atomic import atomic_write_bytes
-
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(target, data)
-    return target
+    only when its content changes (so a rerun sees the same input fingerprint). A bad input is
+    reported against ``source`` and its line."""
+    return first_rows_file(source, n, cache_dir)
 
 
 def print_summary(pipeline: FuncCallPipeline, rows: list[dict], out_dir: Path) -> None:
@@ -160,4 +152,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_pipeline_main(main))  # a user error: one "error: ..." line, exit status 2

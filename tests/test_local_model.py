@@ -25,6 +25,7 @@ from dataflow.serving.model_files import DEFAULT_MODEL, KnownModel
 pytestmark = pytest.mark.local_model
 
 REPO = Path(__file__).resolve().parents[1]
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="scans /proc for server processes")
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -76,6 +77,7 @@ def default_model():
 
 
 # -- the real model --------------------------------------------------------------------------------
+@linux_only
 def test_structured_reply_operator_and_clean_shutdown(tmp_path, default_model):
     import jsonschema
 
@@ -129,6 +131,7 @@ def test_structured_reply_operator_and_clean_shutdown(tmp_path, default_model):
         again.close()
 
 
+@linux_only
 def test_server_crash_is_restarted(default_model):
     from dataflow.serving import LocalModelLLMServing
 
@@ -177,6 +180,7 @@ ENDINGS = {  # how the owning process ends -> the signal the test sends (None: i
 }
 
 
+@linux_only
 def test_no_server_left_when_parent_ends(default_model):
     """Each way the owning process can end, run side by side (one model load each)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))

@@ -26,25 +26,20 @@ DEFAULT_SYSTEM_PROMPT = (
 
 
 # -- small file helpers -------------------------------------------------------------------------
-def read_rows(path: str | Path) -> list[dict]:
-    """Rows of a JSONL file (or a .json array)."""
+def read_rows(path: str | Path, *, allow_empty: bool = False) -> list[dict]:
+    """Rows of a JSONL / JSON / CSV / Parquet file; errors name the file and line
+    (``InputFileError``), and a file without rows is an error unless ``allow_empty``."""
     from ..core.errors import InputFileError
+    from ..storage import formats
 
     p = Path(path)
     if not p.is_file():
-        raise InputFileError(str(p), "file not found")
-    text = p.read_text(encoding="utf-8")
-    if p.suffix == ".json":
-        data = json.loads(text)
-        return data if isinstance(data, list) else [data]
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise InputFileError(str(p), f"invalid JSON: {exc.msg}", line=number) from None
-    return rows
+        raise InputFileError(str(p), "file not found" if not p.exists() else "is a folder, expected a data file",
+                             hint="check the path")
+    table = formats.read_table(p, formats.format_of(p) or "jsonl")
+    if not table.rows and not allow_empty:
+        raise InputFileError(str(p), "has no rows", hint="the file must hold at least one JSON object")
+    return table.rows
 
 
 def write_rows(path: str | Path, rows: list[dict]) -> None:
@@ -172,9 +167,17 @@ def verify(generated_query_answer_path: str, function_definitions_path: str, ver
     from ..operators.apigen import ExecutionChecker, FormatChecker, SemanticChecker
     from ..operators.apigen.report import format_stage_table, stage_table, write_stage_table
 
+    from ..core.errors import InputFileError
+
     tools = _load_tools(function_definitions_path)
     rows = read_rows(generated_query_answer_path)
-    for row in rows:
+    for number, row in enumerate(rows, 1):
+        missing = [k for k in ("query",) if not isinstance(row.get(k), str)]
+        if "answers" not in row and "function_calls" not in row:
+            missing.append("answers")
+        if missing:
+            raise InputFileError(generated_query_answer_path, f"row {number} has no {' or '.join(map(repr, missing))}",
+                                 hint="each row needs a 'query' and its 'answers' (or 'function_calls')")
         row.setdefault("tools", tools)
         if "answers" not in row and "function_calls" in row:
             row["answers"] = row["function_calls"]
@@ -281,12 +284,30 @@ def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str
 def _load_tools(path: str) -> list[dict]:
     from ..tools import normalize_tools
 
+    from ..core.errors import InputFileError, ToolSpecError
+    from ..storage.formats import _decode_text
+
     p = Path(path)
     if p.suffix == ".py" or p.is_dir():
         from ..tools.from_python import tool_specs_from_module
 
         return tool_specs_from_module(p)
-    return normalize_tools(json.loads(p.read_text(encoding="utf-8")))
+    if not p.is_file():
+        raise InputFileError(str(p), "tool definitions file not found", hint="check the path")
+    text = _decode_text(p, p.read_bytes())
+    try:
+        specs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg != "Extra data":
+            raise InputFileError(str(p), f"invalid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno,
+                                 hint="tool definitions are a JSON list of function specs (or JSONL)") from None
+        specs = read_rows(p)  # JSON Lines, one tool per line
+    if not specs:
+        raise InputFileError(str(p), "defines no tool", hint="list at least one function spec")
+    try:
+        return normalize_tools(specs)
+    except ToolSpecError as exc:
+        raise ToolSpecError(exc.tool, exc.problem, where=str(p), hint="fix the tool definition") from None
 
 
 def _rejected_path(path: str | Path) -> Path:

@@ -7,8 +7,9 @@ yet is skipped, so ``dataflow --version`` stays fast. A module may instead expor
 ``COMMANDS: dict[str, click.Command]``, or just define a click command whose ``name`` is the
 subcommand's; then the attribute part may be omitted (``"module"``).
 
-Errors a user can fix (``UserInputError``) print one line ``error: ...`` and exit with status 2;
-other deliberate dataflow errors (``ServingError`` ...) print ``error: ...`` and exit 1.
+Errors a user can fix (``UserInputError``, a bad path argument, a file that cannot be opened)
+print one line ``error: ...`` and exit with status 2; other deliberate dataflow errors
+(``ServingError`` ...) print ``error: ...`` and exit 1 (see ``dataflow.cli.entry``).
 """
 
 from __future__ import annotations
@@ -110,16 +111,18 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.BadParameter as exc:  # e.g. a path that does not exist: one line, not usage + error
+            where = f" — see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
+            raise DataflowCLIError(f"{exc.format_message()}{where}", exit_code=exc.exit_code) from exc
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
-            from ..core.errors import DataFlowError, UserInputError
+            from .entry import describe_error
 
-            if isinstance(exc, UserInputError):
-                raise DataflowCLIError(str(exc), exit_code=2) from exc
-            if isinstance(exc, DataFlowError):
-                raise DataflowCLIError(str(exc), exit_code=1) from exc
-            raise
+            described = describe_error(exc)  # dataflow errors, and files that cannot be opened
+            if described is None:
+                raise
+            raise DataflowCLIError(described[0], exit_code=described[1]) from exc
 
 
 @click.group(cls=LazyGroup, lazy_commands=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

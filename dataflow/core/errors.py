@@ -23,7 +23,8 @@ class DataFlowError(Exception):
 
 
 class UserInputError(DataFlowError):
-    """Input a user can fix. ``str(err)`` is one line: what is wrong, where, and what to do."""
+    """Input a user can fix. ``str(err)`` is one line: what is wrong, where, and what to do,
+    shaped ``<what> (<where>) — <what to do>`` (command lines print it as ``error: ...``)."""
 
 
 class InputFileError(UserInputError):
@@ -36,7 +37,7 @@ class InputFileError(UserInputError):
         where = f"{self.path}:{line}" if line is not None else self.path
         message = f"{where}: {problem}"
         if hint:
-            message += f" ({hint})"
+            message += f" — {hint}"
         super().__init__(message)
 
 
@@ -51,18 +52,24 @@ class MissingColumnError(UserInputError):
         where = f" in {source}" if source else ""
         cols = ", ".join(self.existing) if self.existing else "(none)"
         super().__init__(
-            f"{operator}: {key}={column!r} names a column that does not exist{where}; "
-            f"columns are: {cols}. Pass {key}= one of them."
+            f"{operator}: {key}={column!r} names a column that does not exist{where} "
+            f"(columns are: {cols}) — pass {key}= one of them"
         )
 
 
 class ToolSpecError(UserInputError):
     """A tool (function) specification is itself invalid."""
 
-    def __init__(self, tool: str, problem: str):
+    def __init__(self, tool: str, problem: str, where: str = "", hint: str = ""):
         self.tool = tool
         self.problem = problem
-        super().__init__(f"tool {tool!r}: {problem}")
+        self.where = where
+        message = f"tool {tool!r}: {problem}"
+        if where:
+            message += f" ({where})"
+        if hint:
+            message += f" — {hint}"
+        super().__init__(message)
 
 
 class ConfigError(UserInputError):

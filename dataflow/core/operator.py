@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from .errors import ConfigError, MissingColumnError
+from .runner import active_runner
 
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -124,6 +125,11 @@ class OperatorABC(abc.ABC):
 
     #: name of the packaged prompt template(s) this operator renders (None: no LLM prompt)
     prompt_names: ClassVar[tuple[str, ...]] = ()
+    #: True when ``process_batch`` gives each row the same outcome whatever other rows share its
+    #: batch, so a runner may split a step into batches (e.g. over Ray actors). Operators whose
+    #: row logic looks across the table (sampling from other rows, de-duplicating, row indexes)
+    #: set False and always get the whole step in one call.
+    rows_independent: ClassVar[bool] = True
 
     def __init__(self, llm_serving: "LLMServingABC | None" = None, prompt_template: Any = None):
         self.llm_serving = llm_serving
@@ -229,7 +235,9 @@ class OperatorABC(abc.ABC):
 
         rows = storage.read(output_type="dict")
         before = serving.stats.as_dict() if serving is not None else {}
-        outcomes = (batch_fn or self.process_batch)(rows)
+        fn = batch_fn or self.process_batch
+        runner = active_runner()
+        outcomes = runner.run_batches(self, fn, rows) if runner is not None else fn(rows)
         if len(outcomes) != len(rows):
             raise RuntimeError(f"{name}.process_batch returned {len(outcomes)} outcomes for {len(rows)} rows")
 

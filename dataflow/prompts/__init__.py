@@ -59,11 +59,20 @@ class PromptTemplate:
             user = str(module.user()).strip()
         except SecurityError as exc:
             raise PromptRenderError(
-                f"prompt template {self.origin} tried an unsafe operation ({exc}); "
+                f"prompt template tried an unsafe operation: {exc} ({self.origin}) — "
                 "templates may only read the variables they are given"
             ) from None
+        except PromptRenderError as exc:
+            if self.origin in str(exc):
+                raise
+            raise PromptRenderError(f"{exc} ({self.origin})") from None
         except TemplateError as exc:
-            raise PromptRenderError(f"prompt template {self.origin}: {exc}") from None
+            raise PromptRenderError(f"prompt template failed to render: {exc} ({self.origin})") from None
+        except (RecursionError, MemoryError, ArithmeticError, TypeError, ValueError, LookupError,
+                AttributeError) as exc:  # the template's own expression failed
+            raise PromptRenderError(
+                f"prompt template failed to render: {type(exc).__name__}: {exc} ({self.origin})"
+            ) from None
         return system, user
 
 

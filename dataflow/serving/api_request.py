@@ -31,6 +31,10 @@ from ._aio import run_sync
 from .response_cache import CachedResponse, ResponseCache, request_key
 
 _RETRY_STATUSES = frozenset({429}) | frozenset(range(500, 600))
+_AUTH_STATUSES = frozenset({401, 403})
+#: a batch stops with ``ServingError`` once this many requests (or all of a smaller batch) got
+#: 401/403 from every endpoint and no endpoint ever accepted the key
+AUTH_FAIL_FAST = 3
 
 
 @dataclass
@@ -43,6 +47,8 @@ class _Endpoint:
     conn_failures: int = 0  # consecutive connect-level failures
     down_since: float | None = None
     limited_until: float = 0.0
+    auth_rejections: int = 0  # 401/403 answers in this batch
+    key_accepted: bool = False  # answered 200 with this key (in this batch or an earlier one)
 
 
 @dataclass
@@ -143,10 +149,12 @@ class APILLMServing_request(LLMServingABC):
         self.progress = progress
         self.extra_body = dict(extra_body)
         self.cache_enabled = bool(cache)
-        self._user_cache_dir = os.fspath(cache_dir) if cache_dir is not None else None
+        # absolute, so a copy of this client in another process (a Ray actor) finds the same cache
+        self._user_cache_dir = os.path.abspath(os.fspath(cache_dir)) if cache_dir is not None else None
         self._cache_dir = self._user_cache_dir
         self._cache: ResponseCache | None = None
         self._rng = random.Random()
+        self._accepted_urls: set[str] = set()  # endpoints that answered 200: their key is good
         # workers start spread over this long (at most ~1 ms apart) so their requests do not
         # travel in one synchronized wave, which costs ~10% throughput at high concurrency
         self.ramp_seconds = min(0.2, 0.0008 * self.max_workers)
@@ -156,7 +164,7 @@ class APILLMServing_request(LLMServingABC):
         """Put the response cache in ``cache_dir`` unless the user chose ``cache_dir=``."""
         if self._user_cache_dir is not None or not self.cache_enabled:
             return
-        path = os.fspath(cache_dir)
+        path = os.path.abspath(os.fspath(cache_dir))
         if path != self._cache_dir:
             if self._cache is not None:
                 self._cache.close()
@@ -225,7 +233,8 @@ class APILLMServing_request(LLMServingABC):
             if key:
                 headers["Authorization"] = f"Bearer {key}"
                 secrets.append(key)
-            endpoints.append(_Endpoint(url=url, key_env=key_env, headers=headers))
+            endpoints.append(_Endpoint(url=url, key_env=key_env, headers=headers,
+                                       key_accepted=url in self._accepted_urls))
         return endpoints, secrets
 
     async def _run_jobs(self, jobs: list[_Job], results: list, n_cached: int) -> None:
@@ -272,6 +281,7 @@ class _BatchRun:
         self.secrets = secrets
         self.results = results
         self.remaining = n_jobs
+        self.n_jobs = n_jobs
         self.done = 0
         self.failed = 0
         self.fatal: ServingError | None = None
@@ -364,7 +374,8 @@ class _BatchRun:
 
     # -- endpoints ------------------------------------------------------------------------------
     def healthy(self, ep: _Endpoint, now: float) -> bool:
-        return ep.conn_failures == 0 and ep.limited_until <= now
+        return (ep.conn_failures == 0 and ep.limited_until <= now
+                and (ep.key_accepted or not ep.auth_rejections))
 
     def alternative(self, avoid: _Endpoint | None) -> _Endpoint | None:
         if avoid is None or len(self.endpoints) == 1:
@@ -416,8 +427,16 @@ class _BatchRun:
             ep.inflight -= 1
         attempt = self.reached(ep, _Attempt(status=status))
         if status == 200:
+            if not ep.key_accepted:
+                ep.key_accepted = True
+                owner._accepted_urls.add(ep.url)
             return _parse_reply(raw)
         attempt.reason = f"HTTP {status}: {_short_body(raw)}"
+        if status in _AUTH_STATUSES and not ep.key_accepted:
+            ep.auth_rejections += 1
+            self.check_auth(status, attempt.reason)
+            if self.alternative(ep) is not None:  # another endpoint may take this key: fail over
+                return attempt
         if status not in _RETRY_STATUSES:
             attempt.result = LLMResult.failure(self.redact(attempt.reason), status=status)
             return attempt
@@ -466,6 +485,30 @@ class _BatchRun:
         else:
             return
         self.fatal = ServingError(self.redact(message))
+        self.finished.set()
+
+    def check_auth(self, status: int, last_reason: str) -> None:
+        """Stop the batch with ``ServingError`` when every endpoint rejected the API key (401/403)
+        and none ever accepted it: after ``AUTH_FAIL_FAST`` rejections, or every request of a
+        smaller batch. A 401/403 once an endpoint has answered 200 stays that row's failure."""
+        eps = self.endpoints
+        if self.fatal is not None or any(ep.key_accepted for ep in eps):
+            return
+        if not all(ep.auth_rejections for ep in eps):
+            return
+        if sum(ep.auth_rejections for ep in eps) < min(AUTH_FAIL_FAST, self.n_jobs):
+            return
+        urls = ", ".join(ep.url for ep in eps)
+        names = ", ".join(dict.fromkeys(f"${ep.key_env}" for ep in eps if ep.key_env)) or "(no key variable)"
+        if any("Authorization" in ep.headers for ep in eps):
+            what = f"the LLM endpoint rejected the API key from {names}"
+            todo = f"set {names} to a valid key for this endpoint (and check api_url / DF_API_URL), then rerun"
+        else:
+            what = f"the LLM endpoint requires an API key and none was sent: {names} is not set"
+            todo = f"export {names.split(', ')[0].lstrip('$') or 'DF_API_KEY'}=<your key>, then rerun"
+        body = last_reason.partition(": ")[2] or last_reason
+        self.fatal = ServingError(self.redact(
+            f"{what} (HTTP {status} from {urls}: {body}) — {todo}; nothing was written for this step"))
         self.finished.set()
 
     def redact(self, text: str) -> str:

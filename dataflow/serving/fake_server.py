@@ -731,4 +731,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # run the importable module's main, not this ``__main__`` copy: a responder that returns or
+    # raises ``dataflow.serving.fake_server.FakeFault`` must meet the class the handlers check
+    from dataflow.serving.fake_server import main as _main
+
+    _main()

@@ -5,7 +5,7 @@ native code cannot take the pipeline down. It never outlives its parent:
 
 1. ``stop()`` closes the child's stdin, waits, then SIGTERM, then SIGKILL;
 2. an ``atexit`` hook stops every running server (normal exit, ``sys.exit``, Ctrl-C/KeyboardInterrupt);
-3. a SIGTERM handler (installed once, only where SIGTERM still has its default action) stops
+3. a SIGTERM handler (installed once, only where SIGTERM still has its default action) kills
    them, then lets SIGTERM end the process as it would have;
 4. if the parent dies anyway (SIGKILL, crash), the kernel closes the parent's end of the
    child's stdin and the child exits on end-of-file; on Linux the child also gets
@@ -19,6 +19,7 @@ stops the child through (2).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import queue
@@ -33,7 +34,7 @@ import urllib.error
 import urllib.request
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..core.errors import ConfigError, ServingError
 
@@ -103,7 +104,12 @@ class LlamaServerProcess:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the server (no-op when it is not running). Never leaves the child behind."""
-        with self._lock:
+        if not self._lock.acquire(timeout=timeout):  # another thread is mid-start: kill outright
+            proc = self._proc
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+            return
+        with _released(self._lock):
             if self._proc is None:
                 return
             proc = self._proc
@@ -126,6 +132,7 @@ class LlamaServerProcess:
         _running.discard(self)
         if proc is None:
             return
+        _keeper.spawned.discard(proc)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -236,6 +243,15 @@ class LlamaServerProcess:
         raise ServingError(f"the local model server at {url} was not healthy within {self.startup_timeout:.0f}s: {last}")
 
 
+@contextlib.contextmanager
+def _released(lock: Any) -> Iterator[None]:
+    """Release an already acquired ``lock`` on leaving the block."""
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _tail(log: Any, limit: int = 2000) -> str:
     try:
         log.seek(0)
@@ -252,10 +268,18 @@ def stop_all() -> None:
             server.stop(timeout=3.0)
         except Exception:  # pragma: no cover - keep stopping the others
             pass
+    _keeper.kill_leftovers()
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    stop_all()
+    # No locks here (the interrupted code may hold them): kill every child outright.
+    for proc in list(_keeper.spawned):
+        try:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=5)
+        except Exception:  # pragma: no cover - keep going; the child also dies with us
+            pass
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)  # end the process the way SIGTERM would have
 
@@ -292,6 +316,7 @@ class _Keeper:
         self._jobs: "queue.Queue[tuple[Any, Any, list]]" = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.spawned: set[subprocess.Popen] = set()  # strong refs until reaped
 
     def popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen:
         with self._lock:
@@ -310,10 +335,20 @@ class _Keeper:
         while True:
             (args, kwargs), done, box = self._jobs.get()
             try:
-                box.append(subprocess.Popen(*args, **kwargs))
+                proc = subprocess.Popen(*args, **kwargs)
+                self.spawned.add(proc)
+                box.append(proc)
             except BaseException as exc:  # handed back to the caller
                 box.append(exc)
             done.set()
+
+    def kill_leftovers(self) -> None:
+        """Kill children whose owner never got hold of them (e.g. Ctrl-C during ``popen``)."""
+        for proc in list(self.spawned):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            self.spawned.discard(proc)
 
 
 _keeper = _Keeper()

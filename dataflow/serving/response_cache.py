@@ -133,6 +133,16 @@ class ResponseCache:
                 self._conn.close()
                 self._conn = None
 
+    def __getstate__(self) -> dict:
+        # a connection and a lock cannot cross processes: a copy (e.g. on a Ray actor) reconnects
+        return {"directory": self.directory, "path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.directory = state["directory"]
+        self.path = state["path"]
+        self._lock = threading.Lock()
+        self._conn = None
+
     def __repr__(self) -> str:
         return f"ResponseCache({self.path!r})"
 

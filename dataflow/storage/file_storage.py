@@ -68,7 +68,7 @@ class FileStorage:
 
         if cache_type not in formats.FORMATS:
             raise ConfigError(
-                f"cache_type={cache_type!r} is not supported; use one of: {', '.join(formats.FORMATS)}"
+                f"FileStorage: cache_type={cache_type!r} is not supported — use one of: {', '.join(formats.FORMATS)}"
             )
         first_format = formats.format_of(first_entry_file_name)
         if first_format is None:
@@ -165,8 +165,8 @@ class FileStorage:
             return self._loaded[1]
         manifest = self._input_manifest()
         table = formats.read_table(path, self._input_format(), (manifest or {}).get("column_types"))
-        if manifest is not None:
-            table.columns = formats.union_columns(table.rows, manifest.get("columns") or [])
+        if manifest is not None:  # the manifest's columns first (a zero-row table keeps them)
+            table.columns = list(dict.fromkeys([*(manifest.get("columns") or []), *table.columns]))
         if self.operator_step == 0 and not table.rows:
             from ..core.errors import InputFileError
 

@@ -127,16 +127,9 @@ def _json_type(value: Any) -> str:
 
 
 def _write_jsonl(out: BinaryIO, rows: list[dict], columns: list[str]) -> dict:
-    dumps = jsonio.dumps
-    buffer: list[bytes] = []
-    for row in rows:
-        buffer.append(dumps(row))
-        buffer.append(b"\n")
-        if len(buffer) >= 2048:
-            out.write(b"".join(buffer))
-            buffer.clear()
-    if buffer:
-        out.write(b"".join(buffer))
+    dumps_line = jsonio.line_dumper()
+    for start in range(0, len(rows), 4096):  # streamed in chunks: no whole-file buffer
+        out.write(b"".join(map(dumps_line, rows[start:start + 4096])))
     return {}
 
 
@@ -340,19 +333,23 @@ def _read_parquet(path: Path, column_types: dict[str, str] | None) -> Table:
     if not kinds and PARQUET_TYPES_KEY in meta:
         kinds = jsonio.loads(meta[PARQUET_TYPES_KEY])
     columns = [str(n) for n in table.column_names]
-    rows = table.to_pylist()
     simple = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer, pa.types.is_boolean, pa.types.is_null)
-    fixers: list[tuple[str, Callable[[Any], Any]]] = []
-    for name, arrow_field in zip(columns, table.schema):
+    loads = jsonio.fast_loads()
+    values: list[list] = []
+    for index, (name, arrow_field) in enumerate(zip(columns, table.schema)):
+        column = table.column(index).to_pylist()
         if kinds.get(name) == "json":
-            fixers.append((name, lambda v: jsonio.loads(v) if v is not None else None))
+            column = [loads(v) if v is not None else None for v in column]
+        elif pa.types.is_floating(arrow_field.type):
+            column = [v if v == v else None for v in column]  # NaN -> None
         elif not any(check(arrow_field.type) for check in simple):
-            fixers.append((name, jsonio.to_native))
-    for row in rows:
-        for name, fix in fixers:
-            row[name] = fix(row[name])
+            column = [jsonio.to_native(v) for v in column]
+        values.append(column)
+    rows = [dict(zip(columns, cells)) for cells in zip(*values)] if columns else [{} for _ in range(table.num_rows)]
     return Table(rows, columns)
 
+
+PARQUET_ROW_GROUP = 65536
 
 _ARROW_TYPES = {"str": "string", "str|null": "string", "int": "int64", "float": "float64", "bool": "bool_", "null": "null"}
 
@@ -361,24 +358,22 @@ def _write_parquet(out: BinaryIO, rows: list[dict], columns: list[str]) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    kinds: dict[str, str] = {}
-    arrays = []
-    for name in columns:
-        values = [row.get(name) for row in rows]
-        kind = column_kind(values)
-        kinds[name] = kind
-        if kind == "json":
-            arrays.append(pa.array([None if v is None else jsonio.dumps_str(v) for v in values], type=pa.string()))
-        else:
-            arrays.append(pa.array(values, type=getattr(pa, _ARROW_TYPES[kind])()))
-    schema = pa.schema(
-        [pa.field(n, a.type) for n, a in zip(columns, arrays)],
-        metadata={PARQUET_TYPES_KEY: jsonio.dumps(kinds)},
-    )
-    table = pa.Table.from_arrays(arrays, schema=schema)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    out.write(sink.getvalue().to_pybytes())
+    kinds = {name: column_kind(row.get(name) for row in rows) for name in columns}
+    types = {name: pa.string() if kind == "json" else getattr(pa, _ARROW_TYPES[kind])() for name, kind in kinds.items()}
+    schema = pa.schema([pa.field(n, types[n]) for n in columns], metadata={PARQUET_TYPES_KEY: jsonio.dumps(kinds)})
+    dumps_str = jsonio.dumps_str
+    # row groups of PARQUET_ROW_GROUP rows, each converted and written before the next is built,
+    # so memory beyond the rows themselves stays small whatever the table size
+    with pq.ParquetWriter(out, schema) as writer:
+        for start in range(0, max(len(rows), 1), PARQUET_ROW_GROUP):
+            chunk = rows[start:start + PARQUET_ROW_GROUP]
+            arrays = []
+            for name in columns:
+                values = [row.get(name) for row in chunk]
+                if kinds[name] == "json":
+                    values = [None if v is None else dumps_str(v) for v in values]
+                arrays.append(pa.array(values, type=types[name]))
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
     return {"column_types": kinds}
 
 

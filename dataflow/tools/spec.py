@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections import OrderedDict
 from typing import Any, Iterable
 
 from ..core.errors import ToolSpecError
@@ -130,9 +131,25 @@ def normalize_parameters(tool: str, params: Any) -> dict:
     return schema
 
 
+#: canonical JSON of schemas that passed ``check_json_schema`` (the metaschema check costs ~2 ms
+#: per schema, and one tool list is checked by several operators and by every ``validate_calls``)
+_VALID_SCHEMAS: "OrderedDict[str, None]" = OrderedDict()
+_VALID_SCHEMAS_SIZE = 8192
+
+
 def check_json_schema(tool: str, schema: dict) -> None:
     """Raise ``ToolSpecError`` if ``schema`` is not valid under the Draft 2020-12 metaschema or
     its ``required`` names arguments it does not define."""
+    try:
+        key: str | None = json.dumps(schema, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError):  # not plain JSON: check it, do not remember it
+        key = None
+    if key is not None and key in _VALID_SCHEMAS:
+        try:
+            _VALID_SCHEMAS.move_to_end(key)
+            return
+        except KeyError:  # evicted meanwhile by another thread: check again
+            pass
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
@@ -142,6 +159,10 @@ def check_json_schema(tool: str, schema: dict) -> None:
         where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
         raise ToolSpecError(tool, f"'parameters' is not a valid JSON Schema at {where}: {exc.message}") from None
     _check_required(tool, schema, "")
+    if key is not None:
+        _VALID_SCHEMAS[key] = None
+        if len(_VALID_SCHEMAS) > _VALID_SCHEMAS_SIZE:
+            _VALID_SCHEMAS.popitem(last=False)
 
 
 def _check_required(tool: str, schema: Any, path: str) -> None:

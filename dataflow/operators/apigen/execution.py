@@ -38,7 +38,7 @@ class Sandbox:
                  max_result_chars: int = 2000, startup_timeout: float = 30.0):
         self.module_path = str(Path(module_path).resolve())
         if not Path(self.module_path).exists():
-            raise ConfigError(f"tools module {module_path} not found")
+            raise ConfigError(f"tools module not found ({module_path}) — pass a .py file or a folder of them")
         self.timeout = timeout
         self.memory_mb = memory_mb
         self.max_result_chars = max_result_chars
@@ -111,6 +111,8 @@ class Sandbox:
         self._stderr = open(os.path.join(self._workdir, ".stderr"), "wb")
         env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN", "_SECRET"))}
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        for name in ("TMPDIR", "TEMP", "TMP"):  # a function's temporary files land in its folder too
+            env[name] = self._workdir
         self._proc = subprocess.Popen(
             [sys.executable, "-I", "-B", str(WORKER), self.module_path, str(self.memory_mb), str(self.max_result_chars)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=self._workdir, env=env,
@@ -216,6 +218,9 @@ class ExecutionChecker(OperatorABC):
     def __init__(self, module_path: str | os.PathLike, timeout: float = 5.0, memory_mb: int = 512,
                  max_result_chars: int = 2000, keep_failed: bool = False):
         super().__init__()
+        if not Path(module_path).exists():  # a user error: report it before any step (and LLM call) runs
+            raise ConfigError(f"ExecutionChecker: tools module not found ({module_path}) — pass module_path= "
+                              "a .py file or a folder of them")
         self.module_path = str(module_path)
         self.timeout = timeout
         self.memory_mb = memory_mb

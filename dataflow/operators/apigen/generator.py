@@ -78,6 +78,7 @@ class APIGenGenerator(OperatorABC):
     """Generates ``query`` + ``answers`` rows (one per pair) from ``tools`` and ``examples``."""
 
     prompt_names = ("apigen_generator",)
+    rows_independent = False  # plans use the row index; duplicate queries are dropped table-wide
 
     def __init__(self, llm_serving: Any = None, num_pairs: Any = None, styles: Any = None,
                  irrelevance_rate: float | None = None, personas: Any = None, config: Any = None,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core import OperatorABC, RowOutcome, RunReport, merge_row
-from ...core.errors import InputFileError
+from ...core.errors import InputFileError, ToolSpecError
 from ...tools.spec import normalize_tools
 from ..formats.convert import calls_of
 
@@ -39,18 +39,33 @@ def tokens(text: str) -> set[str]:
 
 
 def load_seed_examples(source: Any) -> list[dict]:
-    """Seed examples -> ``[{"query", "answers": [{"name", "arguments"}], "tokens": set}]``."""
-    rows = _read_rows(source) if isinstance(source, (str, Path)) else list(source or [])
+    """Seed examples -> ``[{"query", "answers": [{"name", "arguments"}], "tokens": set}]``.
+
+    A file that cannot be read, or an example without a ``query`` or with unreadable calls, is an
+    ``InputFileError`` naming the file and line (the examples are the user's input)."""
+    if isinstance(source, (str, Path)):
+        located = _read_rows(source)
+        file_name = str(source)
+    else:
+        located = [(None, row) for row in (source or [])]
+        file_name = "<seed examples>"
     out = []
-    for index, row in enumerate(rows):
-        if not isinstance(row, dict) or not row.get("query"):
-            continue
+    for index, (line, row) in enumerate(located):
+        where = {"line": line} if line is not None else {}
+        label = "" if line is not None else f"example {index}: "
+        hint = "each seed example needs a non-empty 'query' and its 'function_calls' (or 'answers')"
+        if not isinstance(row, dict):
+            raise InputFileError(file_name, f"{label}a seed example must be a JSON object", hint=hint, **where)
+        query = row.get("query")
+        if not isinstance(query, str) or not query.strip():
+            problem = "has no 'query'" if "query" not in row else "'query' is empty or not a string"
+            raise InputFileError(file_name, f"{label}seed example {problem}", hint=hint, **where)
         answers = row.get("answers", row.get("function_calls", []))
         try:
             calls = calls_of(answers)
         except (ValueError, json.JSONDecodeError) as exc:
-            raise InputFileError(str(source) if isinstance(source, (str, Path)) else "<seed examples>",
-                                 f"example {index}: unreadable calls ({exc})") from None
+            raise InputFileError(file_name, f"{label}seed example has unreadable calls ({exc})", hint=hint,
+                                 **where) from None
         toks: set[str] = set()
         for call in calls:
             toks |= tokens(call["name"])
@@ -61,36 +76,51 @@ def load_seed_examples(source: Any) -> list[dict]:
                     toks |= tokens(spec["function"]["name"]) | tokens(spec["function"]["description"])
             except Exception:  # a bad tool list in a seed row only loses similarity hints
                 pass
-        out.append({"query": row["query"], "answers": calls, "tokens": toks})
+        out.append({"query": query, "answers": calls, "tokens": toks})
     return out
 
 
-def _read_rows(path: str | Path) -> list[dict]:
+def _read_rows(path: str | Path) -> list[tuple[int | None, Any]]:
+    """``(line number or None, row)`` of a JSONL file (or a .json array / object)."""
+    from ...storage.formats import _decode_text
+
     p = Path(path)
     if not p.is_file():
-        raise InputFileError(str(p), "seed example file not found")
-    text = p.read_text(encoding="utf-8")
+        raise InputFileError(str(p), "seed example file not found", hint="check the seed_examples path")
+    text = _decode_text(p, p.read_bytes())
     if p.suffix == ".json":
-        data = json.loads(text)
-        return data if isinstance(data, list) else [data]
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputFileError(str(p), f"invalid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno,
+                                 hint="a .json seed file holds one array of examples") from None
+        return [(None, row) for row in (data if isinstance(data, list) else [data])]
     rows = []
     for line_no, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                rows.append((line_no, json.loads(line)))
             except json.JSONDecodeError as exc:
-                raise InputFileError(str(p), f"invalid JSON: {exc.msg}", line=line_no) from None
+                raise InputFileError(str(p), f"invalid JSON: {exc.msg} (column {exc.colno})", line=line_no,
+                                     hint="each line must be one complete JSON object") from None
     return rows
 
 
 class DataSampler(OperatorABC):
     """Adds ``tools`` (the row's tools plus ``extra_tools`` others from the table, for the
-    multiple / parallel-multiple styles) and ``examples`` (few-shot seed examples)."""
+    multiple / parallel-multiple styles) and ``examples`` (few-shot seed examples).
+
+    The tools table is the user's tool definitions: an invalid spec (bad name, parameters that are
+    not a valid JSON Schema) raises ``ToolSpecError`` naming the tool and row, before any LLM
+    call, unless ``skip_invalid_tools=True`` (then the row is filtered as ``invalid_tool``)."""
+
+    rows_independent = False  # draws extra tools from the whole table; one RNG over all rows
 
     def __init__(self, seed_examples: Any, num_examples: int = 3, extra_tools: int = 1,
                  replacement: bool = False, prefer_similar: bool = True, similarity_weight: float = 4.0,
-                 seed: int = 0):
+                 seed: int = 0, skip_invalid_tools: bool = False):
         super().__init__()
+        self.skip_invalid_tools = skip_invalid_tools
         self.seed_source = str(seed_examples) if isinstance(seed_examples, (str, Path)) else None
         self.examples = load_seed_examples(seed_examples)
         self.num_examples = num_examples
@@ -109,12 +139,13 @@ class DataSampler(OperatorABC):
             outputs={"output_tools_key": output_tools_key, "output_examples_key": output_examples_key},
             params={"num_examples": self.num_examples, "extra_tools": self.extra_tools, "replacement": self.replacement,
                     "prefer_similar": self.prefer_similar, "similarity_weight": self.similarity_weight,
-                    "seed": self.seed, "seed_examples": fingerprint},
-            batch_fn=lambda rows: self.process_batch(rows, input_tools_key, output_tools_key, output_examples_key),
+                    "seed": self.seed, "seed_examples": fingerprint, "skip_invalid_tools": self.skip_invalid_tools},
+            batch_fn=lambda rows: self.process_batch(rows, input_tools_key, output_tools_key, output_examples_key,
+                                                     source=storage.input_path()),
         )
 
     def process_batch(self, rows: list[dict], input_tools_key: str = "function", output_tools_key: str = "tools",
-                      output_examples_key: str = "examples") -> list[RowOutcome]:
+                      output_examples_key: str = "examples", source: str = "") -> list[RowOutcome]:
         rng = random.Random(self.seed)
         row_tools: list[list[dict] | None] = []
         reasons: list[str | None] = []
@@ -126,6 +157,12 @@ class DataSampler(OperatorABC):
                 row_tools.append(normalize_tools(value))
                 reasons.append(None if row_tools[-1] else "no_tools: the row has no tool")
             except Exception as exc:
+                if not self.skip_invalid_tools:
+                    where = f"{source}, row {len(row_tools) + 1}" if source else f"row {len(row_tools) + 1}"
+                    raise ToolSpecError(
+                        getattr(exc, "tool", "<tool>"), getattr(exc, "problem", str(exc)), where=where,
+                        hint="fix the tool definition (or pass skip_invalid_tools=True to DataSampler to skip it)",
+                    ) from None
                 row_tools.append(None)
                 reasons.append(f"invalid_tool: {exc}")
         pool = [t for ts in row_tools if ts for t in ts]

@@ -1,0 +1,369 @@
+"""Security checks.
+
+(a) The API key from the environment never reaches a cache file (SQLite incl. WAL), manifest, step
+    file, log line, stdout/stderr or exception message: successful, rejected-key and
+    unreachable-server runs, grepping everything written.
+(b) The execution checker's worker cannot crash or hang the pipeline, and what it writes through
+    the library's own arguments (working folder, temp folder) stays in its temporary folder.
+(c) User prompt templates render in Jinja2's sandbox: reaching Python internals is a clear
+    ``PromptRenderError`` (via ``prompt_template=`` and via ``DF_PROMPTS_DIR``), before any LLM call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from dataflow.core.errors import ConfigError, PromptRenderError, ServingError
+from dataflow.serving import APILLMServing_request, FakeLLMServing
+from dataflow.serving.fake_responders import button_responder
+from dataflow.serving.fake_server import FakeFault, FakeOpenAIServer
+from dataflow.utils.storage import FileStorage
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "sk-test-SECRET-1234567890"
+KEY_BYTES = KEY.encode()
+CHAT = ROOT / "example_data" / "FuncCallPipeline" / "chat_data.jsonl"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def files_holding_key(folder: Path) -> list[str]:
+    """Every file under ``folder`` whose bytes hold the key (plain, or UTF-16 as some tools write)."""
+    needles = (KEY_BYTES, KEY.encode("utf-16-le"))
+    return [str(p) for p in folder.rglob("*") if p.is_file() and any(n in p.read_bytes() for n in needles)]
+
+
+# == (a) the API key ================================================================================
+def run_script(cwd: Path, url: str, cache: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DF_API_URL=url, DF_MODEL="fake-model", DF_API_KEY=KEY,
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("DF_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "api_pipelines" / "func_call_synthesis.py"), "--rows", "2",
+         "--cache-dir", str(cache), *extra],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=240,
+    )
+
+
+@pytest.mark.timeout(300)
+def test_key_never_written_by_a_pipeline_run_rejected_or_unreachable(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    cache = work / "cache"
+    outputs: list[str] = []
+
+    # 1. a successful run: the key is sent (the server saw it) and written nowhere
+    with FakeOpenAIServer(responder="dataflow.serving.fake_responders:button_responder") as server:
+        ok = run_script(work, server.url, cache, "--evaluate")
+        assert ok.returncode == 0, ok.stderr[-2000:]
+        assert server.request_count > 0
+        headers = [r["headers"] for r in server.requests()]
+    outputs += [ok.stdout, ok.stderr]
+    assert list(cache.glob("dataflow_cache_step*.manifest.json")) and list(cache.glob("llm_responses.sqlite*"))
+
+    # 2. the endpoint rejects the key (and echoes it, as real APIs do): one error line, no key
+    def reject(messages, schema):
+        raise FakeFault("401", f"Incorrect API key provided: {KEY}")
+
+    with FakeOpenAIServer(responder=reject) as server:
+        rejected = run_script(work, server.url, work / "cache_rejected")
+    assert rejected.returncode == 1
+    assert "rejected the API key from $DF_API_KEY" in rejected.stderr and "Traceback" not in rejected.stderr
+    outputs += [rejected.stdout, rejected.stderr]
+
+    # 3. nothing listens at the URL
+    dead = f"http://127.0.0.1:{free_port()}/v1/chat/completions"
+    unreachable = run_script(work, dead, work / "cache_dead")
+    assert unreachable.returncode == 1 and "cannot reach the LLM server" in unreachable.stderr
+    outputs += [unreachable.stdout, unreachable.stderr]
+
+    assert files_holding_key(work) == []
+    for text in outputs:
+        assert KEY not in text
+    assert headers and all(h.get("authorization") == f"Bearer {KEY}" for h in headers)  # the key was in use
+
+
+def test_key_absent_from_cache_manifest_logs_and_errors_in_process(tmp_path, monkeypatch, caplog, capsys):
+    from dataflow.operators.conversations import ScenarioExpander, ScenarioExtractor
+
+    monkeypatch.setenv("DF_API_KEY", KEY)
+    caplog.set_level(logging.DEBUG)
+    cache = tmp_path / "cache"
+    messages: list[str] = []
+    with FakeOpenAIServer(responder=button_responder) as server:
+        serving = APILLMServing_request(api_url=server.url, model_name="fake", max_workers=4, backoff_base=0.01)
+        storage = FileStorage(str(CHAT), cache_path=str(cache))
+        ScenarioExtractor(llm_serving=serving).run(storage.step(), input_chat_key="chat")
+        # the server starts failing mid-pipeline with a body that quotes the key
+        server.responder = lambda m, s: FakeFault("500", f"upstream said: bad key {KEY}")
+        report = ScenarioExpander(llm_serving=serving).run(storage.step(), input_scenario_key="scenario")
+        messages += [json.dumps(report.as_dict())]
+        assert report.failed and all(KEY not in r for r in report.failed_by_reason)
+        messages += [repr(serving), str(serving.__dict__)]
+        serving.close()
+    with pytest.raises(ServingError) as info:  # now nothing listens
+        APILLMServing_request(api_url=server.url, model_name="fake", cache=False,
+                              connect_timeout=0.5).generate_from_input(["x"])
+    messages += [str(info.value), repr(info.value)]
+    captured = capsys.readouterr()
+    messages += [captured.out, captured.err, caplog.text]
+    for text in messages:
+        assert KEY not in text
+    assert files_holding_key(tmp_path) == []
+    rejected = list(cache.glob("*.rejected.jsonl"))
+    assert rejected and "***" in rejected[0].read_text()  # the echoed key was redacted, not dropped silently
+
+
+def test_sandbox_worker_does_not_inherit_the_key(tmp_path, monkeypatch):
+    from dataflow.operators.apigen.execution import Sandbox
+
+    module = tmp_path / "tools.py"
+    module.write_text("import os\n\ndef env() -> dict:\n    return {k: v for k, v in os.environ.items()}\n")
+    monkeypatch.setenv("DF_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with Sandbox(module, max_result_chars=100_000) as sandbox:
+        env = sandbox.call("env", {})["result"]
+    assert KEY not in json.dumps(env)
+
+
+# == (b) the execution checker's worker ==============================================================
+HOSTILE = '''
+import os, signal, subprocess, sys, tempfile, time
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+def loop() -> int:
+    while True:
+        pass
+
+def hard_exit() -> int:
+    os._exit(3)
+
+def kill_self() -> int:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def memory_bomb() -> int:
+    blocks = []
+    while True:
+        blocks.append(bytearray(50 * 1024 * 1024))
+
+def close_pipes() -> int:
+    os.close(0)
+    os.close(1)
+    time.sleep(60)
+
+def orphan_then_hang(marker: str) -> int:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    with open(marker, "w") as fh:
+        fh.write(str(child.pid))
+    while True:
+        time.sleep(1)
+
+def write_relative(name: str) -> str:
+    with open(name, "w") as fh:
+        fh.write("x")
+    return os.path.abspath(name)
+
+def write_temp() -> str:
+    fd, path = tempfile.mkstemp()
+    os.close(fd)
+    return path
+'''
+
+
+def call_row(fn: str, **arguments) -> dict:
+    return {"query": fn, "answers": [{"name": fn, "arguments": arguments}]}
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.timeout(120)
+def test_hostile_functions_cannot_crash_or_hang_the_pipeline(tmp_path, monkeypatch):
+    from dataflow.operators.apigen import ExecutionChecker
+    from dataflow.utils.storage import FileStorage
+
+    module = tmp_path / "tools.py"
+    module.write_text(HOSTILE)
+    marker = tmp_path / "orphan.pid"
+    rows = [call_row("add", a=1, b=2), call_row("loop"), call_row("hard_exit"), call_row("kill_self"),
+            call_row("memory_bomb"), call_row("close_pipes"), call_row("orphan_then_hang", marker=str(marker)),
+            call_row("add", a=2, b=2), call_row("write_relative", name="escaped.txt"),
+            call_row("write_relative", name="../escaped_up.txt"), call_row("write_temp")]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    workdir = tmp_path / "pipeline_cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    storage = FileStorage(str(data), cache_path=str(tmp_path / "cache"))
+
+    started = time.monotonic()
+    checker = ExecutionChecker(module_path=module, timeout=1.5, memory_mb=256, keep_failed=True)
+    report = checker.run(storage.step(), input_answers_key="answers")
+    assert time.monotonic() - started < 60
+    assert report.rows_in == len(rows) and report.kept == len(rows)
+
+    results = [row["execution_results"][0] for row in _step(tmp_path, data).read("dict")]
+    by_index = dict(enumerate(results))
+    assert by_index[0] == {"name": "add", "ok": True, "result": 3}
+    assert "TimeoutError" in by_index[1]["error"]
+    assert "WorkerDied" in by_index[2]["error"] and "code 3" in by_index[2]["error"]
+    assert "SIGKILL" in by_index[3]["error"]
+    assert "MemoryError" in by_index[4]["error"] or "WorkerDied" in by_index[4]["error"]
+    assert not by_index[5]["ok"]
+    assert "TimeoutError" in by_index[6]["error"]
+    assert by_index[7] == {"name": "add", "ok": True, "result": 4}  # the worker was replaced each time
+
+    # the orphaned grandchild went down with the worker's process group
+    orphan = int(marker.read_text())
+    deadline = time.monotonic() + 5
+    while pid_alive(orphan) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(orphan)
+
+    # relative paths and temp files land in the worker's own temporary folder, removed afterwards
+    written = by_index[8]["result"]
+    assert Path(written).name == "escaped.txt" and Path(written).parent.name.startswith("dataflow_sandbox_")
+    assert not Path(written).exists()
+    assert not (workdir / "escaped.txt").exists() and not (tmp_path / "cache" / "escaped.txt").exists()
+    assert Path(by_index[10]["result"]).parent == Path(written).parent
+    assert not Path(by_index[10]["result"]).exists()
+    # (a function that deliberately walks up with "../" is the user's own code, not a library path;
+    # it still never lands in the pipeline's folder or cache)
+    assert not (workdir.parent / "escaped_up.txt").exists() and not (workdir / "escaped_up.txt").exists()
+    leftover = Path(by_index[9]["result"])
+    if leftover.exists():
+        leftover.unlink()
+
+
+def _step(tmp_path: Path, data: Path):
+    storage = FileStorage(str(data), cache_path=str(tmp_path / "cache"))
+    storage.step()
+    return storage.step()
+
+
+def test_call_names_and_module_paths_cannot_reach_other_code(tmp_path):
+    from dataflow.operators.apigen import ExecutionChecker
+    from dataflow.operators.apigen.execution import Sandbox
+
+    module = tmp_path / "tools.py"
+    module.write_text("import os\n\ndef add(a: int, b: int) -> int:\n    return a + b\n\n"
+                      "def _private() -> str:\n    return 'hidden'\n")
+    with Sandbox(module) as sandbox:
+        for name in ("../../etc/passwd", "os.system", "os", "__import__", "_private", "add.__globals__",
+                     "__builtins__", "eval"):
+            answer = sandbox.call(name, {})
+            assert not answer["ok"] and answer["error"].startswith("NameError"), (name, answer)
+        answer = sandbox.call("add", {"a": "__import__('os').system('touch pwned')", "b": "x"})
+        assert answer["ok"] and answer["result"] == "__import__('os').system('touch pwned')x"
+    assert not Path("pwned").exists()
+    with pytest.raises(ConfigError, match="tools module not found"):
+        ExecutionChecker(module_path=str(tmp_path / ".." / ".." / "no" / "such" / "tools.py"))
+    with pytest.raises(ConfigError, match="tools module not found"):
+        Sandbox(tmp_path / "../../../../etc/nothing_here.py")
+
+
+# == (c) sandboxed prompt templates =================================================================
+ATTACKS = [
+    "{{ ''.__class__.__mro__ }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ joiner.__init__.__globals__.os }}",
+    "{{ namespace.__init__.__globals__ }}",
+    "{{ lipsum.__globals__['os'].popen('id').read() }}",
+    "{{ self._TemplateReference__context }}",
+    "{{ self._TemplateReference__context.cycler.__init__.__globals__.os.popen('id').read() }}",
+    "{{ chat|attr('__class__') }}",
+    "{{ '{0.__class__.__mro__}'.format(chat) }}",
+    "{{ chat.__class__.__base__.__subclasses__() }}",
+    "{{ range.__self__ }}",
+    "{% set x = [] %}{{ x.append(1) }}",
+    "{{ config }}{{ request }}",
+]
+
+
+def template_with(body: str) -> str:
+    return "{% macro system() %}You extract scenarios.{% endmacro %}\n{% macro user() %}" + body + "{% endmacro %}\n"
+
+
+def extractor_run(tmp_path: Path, **kw):
+    from dataflow.operators.conversations import ScenarioExtractor
+
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps({"chat": "USER: hi\nASSISTANT: hello"}) + "\n")
+    calls = []
+    serving = FakeLLMServing(lambda m, s: calls.append(m) or button_responder(m, s))
+    storage = FileStorage(str(data), cache_path=str(tmp_path / "cache"))
+    try:
+        ScenarioExtractor(llm_serving=serving, **kw).run(storage.step(), input_chat_key="chat")
+    finally:
+        assert calls == []  # rendering fails before any LLM call
+        assert not list((tmp_path / "cache").glob("dataflow_cache_step*"))
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_prompt_template_argument_cannot_reach_python_internals(tmp_path, attack):
+    with pytest.raises(PromptRenderError) as info:
+        extractor_run(tmp_path, prompt_template=template_with(attack))
+    message = str(info.value)
+    assert "prompt template" in message and "scenario_extractor prompt_template argument" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("attack", ATTACKS[:8])
+def test_prompts_dir_template_cannot_reach_python_internals(tmp_path, monkeypatch, attack):
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    (prompts / "scenario_extractor.j2").write_text(template_with(attack))
+    monkeypatch.setenv("DF_PROMPTS_DIR", str(prompts))
+    with pytest.raises(PromptRenderError) as info:
+        extractor_run(tmp_path)
+    assert str(prompts / "scenario_extractor.j2") in str(info.value)
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ("{{ 1 // 0 }}", "ZeroDivisionError"),
+    ("{{ range(10 ** 9) | list }}", "OverflowError"),
+    ("{{ undefined_variable }}", "undefined"),
+    ("{% if %}", "syntax error"),
+])
+def test_broken_templates_fail_with_a_clear_error(tmp_path, monkeypatch, body, fragment):
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    (prompts / "scenario_extractor.j2").write_text(template_with(body))
+    monkeypatch.setenv("DF_PROMPTS_DIR", str(prompts))
+    with pytest.raises(PromptRenderError) as info:
+        extractor_run(tmp_path)
+    message = str(info.value)
+    assert fragment in message and str(prompts / "scenario_extractor.j2") in message
+
+
+def test_top_level_template_code_is_sandboxed_too(tmp_path):
+    attack = "{{ cycler.__init__.__globals__.os.system('touch pwned') }}" + template_with("hi")
+    with pytest.raises(PromptRenderError, match="unsafe"):
+        extractor_run(tmp_path, prompt_template=attack)
+    assert not Path("pwned").exists()
