@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-ideal-seconds", type=float, default=10.0,
                         help="cap N so a cell's ideal time stays under this (0 = no cap)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the best is shown")
+    parser.add_argument("--json", default=None, help="also write the cells as JSON here")
     args = parser.parse_args(argv)
+    cells = []
 
     probe = new_event_loop()
     loop = type(probe).__module__.split(".")[0]
@@ -66,9 +68,15 @@ def main(argv: list[str] | None = None) -> int:
                     if best is None or row["fraction"] > best["fraction"]:
                         best = row
                 worst = min(worst, best["fraction"])
+                cells.append(best)
                 print(f"{latency:>8.3f} {conc:>5} {n:>6} {best['ideal']:>8.2f} {best['seconds']:>8.2f} "
                       f"{best['rps']:>8.0f} {best['fraction']:>8.3f} {best['failed']:>6}", flush=True)
     print(f"worst fraction of ideal: {worst:.3f}")
+    if args.json:
+        import json
+
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"event_loop": loop, "cpus": os.cpu_count(), "cells": cells, "worst": worst}, fh, indent=2)
     return 0
 
 

@@ -20,7 +20,9 @@ CHAT_DATA = ROOT / "example_data" / "FuncCallPipeline" / "chat_data.jsonl"
 TOOL_DATA = ROOT / "example_data" / "APIGen" / "function_definitions.json"
 
 #: client settings for the suites: small timeouts and backoff so injected faults cost little time
-FAST_CLIENT = {"max_workers": 32, "timeout": 1.0, "connect_timeout": 2.0, "backoff_base": 0.02,
+#: (the per-attempt timeout stays generous: a busy CI machine must not turn slow replies into
+#: retries; the fake server's "timeout" fault hangs for less, then drops the connection)
+FAST_CLIENT = {"max_workers": 32, "timeout": 20.0, "connect_timeout": 5.0, "backoff_base": 0.02,
                "backoff_max": 0.2, "max_retry_after": 0.2, "max_retries": 6, "progress": False}
 
 
@@ -76,13 +78,37 @@ def pipeline_cmd(script: Path, input_file: Path, cache: Path, *extra: str) -> li
             "--cache-dir", str(cache), "--out-dir", str(cache / "export"), *extra]
 
 
-def run_pipeline(script: Path, input_file: Path, cache: Path, server_url: str, timeout: float = 400,
-                 **env_extra: str) -> subprocess.CompletedProcess:
-    """Run ``script`` to the end; fail the test with its stderr when it does not exit 0."""
-    proc = subprocess.run(pipeline_cmd(script, input_file, cache), env=pipeline_env(server_url, **env_extra),
-                          capture_output=True, text=True, timeout=timeout, cwd=str(cache.parent))
-    assert proc.returncode == 0, f"{script.name} failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}"
+def start_pipeline(script: Path, input_file: Path, cache: Path, server_url: str, **env_extra: str) -> subprocess.Popen:
+    """Start ``script`` (through the harness) as a subprocess; its output goes to files in ``cache``."""
+    cache.mkdir(parents=True, exist_ok=True)
+    out = open(cache.parent / f"{cache.name}.stdout", "w")
+    err = open(cache.parent / f"{cache.name}.stderr", "w")
+    proc = subprocess.Popen(pipeline_cmd(script, input_file, cache), env=pipeline_env(server_url, **env_extra),
+                            stdout=out, stderr=err, cwd=str(cache.parent))
+    out.close()
+    err.close()
+    proc.cache = cache  # type: ignore[attr-defined]
     return proc
+
+
+def finish_pipeline(proc: subprocess.Popen, timeout: float = 400) -> tuple[str, str]:
+    """Wait for a pipeline started by ``start_pipeline``; its (stdout, stderr), asserting exit 0."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    cache = proc.cache  # type: ignore[attr-defined]
+    stdout = (cache.parent / f"{cache.name}.stdout").read_text()
+    stderr = (cache.parent / f"{cache.name}.stderr").read_text()
+    assert proc.returncode == 0, f"pipeline failed (rc={proc.returncode}):\n{stderr[-4000:]}"
+    return stdout, stderr
+
+
+def run_pipeline(script: Path, input_file: Path, cache: Path, server_url: str, timeout: float = 400,
+                 **env_extra: str) -> tuple[str, str]:
+    """Run ``script`` to the end; (stdout, stderr), failing the test when it does not exit 0."""
+    return finish_pipeline(start_pipeline(script, input_file, cache, server_url, **env_extra), timeout)
 
 
 def step_files(cache: Path) -> list[Path]:

@@ -45,7 +45,7 @@ def test_every_request_rejected_raises_quickly_naming_the_variable_not_the_key(f
     assert "rejected the API key from $DF_API_KEY" in message and f"HTTP {status}" in message
     assert fake_server.url in message and "\n" not in message
     assert KEY not in message and KEY not in repr(info.value)
-    assert fake_server.request_count <= serving.max_workers + 3  # stopped after the first few
+    assert fake_server.request_count <= 2 * serving.max_workers + 3  # stopped after the first few, not 200
     # the key was sent (the header is how the server saw it), only never shown
     assert fake_server.received  # request bodies recorded; the key is in no body
     assert all(KEY not in json.dumps(body) for body in fake_server.received)

@@ -108,9 +108,8 @@ def test_multi_turn_pipeline_same_rows_as_local_and_runners_resume_each_other(tm
         assert all(r.reused for r in again.storage.reports) and server.request_count == before
 
         # the local runner resumes an unfinished Ray step from the shared response cache
-        last = sorted((tmp_path / "ray").glob("dataflow_cache_step8.jsonl*"))
-        assert last
-        for path in last:
+        last = tmp_path / "ray" / "dataflow_cache_step_step8.jsonl"
+        for path in (last, last.with_name(last.name + ".manifest.json")):
             path.unlink()
         resumed, serving = run(tmp_path / "ray")
         assert server.request_count == before and serving.stats.cached > 0

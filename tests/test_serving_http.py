@@ -210,6 +210,11 @@ def test_api_key_never_in_reasons_or_errors(fake_server, monkeypatch):
     monkeypatch.setenv("DF_API_KEY", key)
     fake_server.responder = lambda m, s: FakeFault("401", f"invalid key {key}")
     serving = client(fake_server.url)
+    with pytest.raises(ServingError) as info:  # every request rejected: the batch stops (test_bad_auth.py)
+        serving.generate_from_input(["x"])
+    assert key not in str(info.value) and "***" in str(info.value)
+    fake_server.responder = lambda m, s: "ok" if m[-1]["content"] == "fine" else FakeFault("401", f"invalid key {key}")
+    assert serving.generate_from_input(["fine"])[0].ok  # the key is accepted: a later 401 is a row failure
     [result] = serving.generate_from_input(["x"])
     assert not result.ok and key not in result.reason and "***" in result.reason
     assert key not in repr(serving)

@@ -222,8 +222,13 @@ class APILLMServing_request(LLMServingABC):
             jobs = [_Job([i], c, None, schemas[i]) for i, c in enumerate(conversations)]
         if jobs:
             n_cached = n - sum(len(j.positions) for j in jobs)
+            self._before_send()
             run_sync(lambda: self._run_jobs(jobs, results, n_cached))
         return results  # type: ignore[return-value]
+
+    def _before_send(self) -> None:
+        """Called once per batch, only when some request missed the cache, just before the first
+        HTTP request. Subclasses that own a server (the embedded model) start it here."""
 
     def _endpoints(self) -> tuple[list[_Endpoint], list[str]]:
         endpoints, secrets = [], []
@@ -317,6 +322,8 @@ class _BatchRun:
             await asyncio.sleep(start_delay)
         while True:
             job = await self.queue.get()
+            if self.fatal is not None:  # the batch is stopping: send nothing more
+                return
             attempt = await self.attempt(session, job)
             if attempt.result is not None:
                 self.finish(job, attempt.result)

@@ -152,21 +152,18 @@ class LocalModelLLMServing(APILLMServing_request):
         )
 
     # -- hooks into the HTTP client ------------------------------------------------------------
-    def _generate(self, conversations: list[Conversation], json_schema: dict | None) -> list[LLMResult]:
+    def _generate(self, conversations: list[Conversation], schemas: list[dict | None]) -> list[LLMResult]:
         try:
-            return super()._generate(conversations, json_schema)
+            return super()._generate(conversations, schemas)
         except ServingError:
             # the server died mid-batch: finished replies are cached; restart once and resume
             if self._server is None or self._server.crashed is None:
                 raise
-            return super()._generate(conversations, json_schema)
+            return super()._generate(conversations, schemas)
 
-    async def _run_jobs(self, *args: Any, **kwargs: Any) -> None:
-        # The client calls this only when some request missed the cache, on a loop running in
-        # the caller's thread. Starting here blocks that loop for the model load, which is fine:
-        # nothing else is scheduled on it yet. (Arguments passed through untouched.)
+    def _before_send(self) -> None:
+        # Called only when some request missed the cache: a fully cached rerun starts no server.
         self.start()
-        await super()._run_jobs(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"LocalModelLLMServing(model_name={self.model_name!r}, n_parallel={self.n_parallel}, max_workers={self.max_workers})"

@@ -127,9 +127,16 @@ def _json_type(value: Any) -> str:
 
 
 def _write_jsonl(out: BinaryIO, rows: list[dict], columns: list[str]) -> dict:
-    dumps_line = jsonio.line_dumper()
-    for start in range(0, len(rows), 4096):  # streamed in chunks: no whole-file buffer
-        out.write(b"".join(map(dumps_line, rows[start:start + 4096])))
+    dumps = jsonio.dumps
+    buffer: list[bytes] = []
+    for row in rows:
+        buffer.append(dumps(row))
+        buffer.append(b"\n")
+        if len(buffer) >= 2048:
+            out.write(b"".join(buffer))
+            buffer.clear()
+    if buffer:
+        out.write(b"".join(buffer))
     return {}
 
 

@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any, Callable
 
-__all__ = ["dumps", "dumps_str", "line_dumper", "loads", "fast_loads", "to_native"]
+__all__ = ["dumps", "dumps_str", "loads", "fast_loads", "to_native"]
 
 try:  # pragma: no cover - depends on the environment
     import orjson as _orjson
@@ -61,18 +61,6 @@ def dumps(value: Any) -> bytes:
     except ValueError:  # NaN or inf somewhere: write null instead
         text = json.dumps(_clean_nan(value), ensure_ascii=False, separators=(",", ":"), default=_default)
     return text.encode("utf-8")
-
-
-def line_dumper() -> Callable[[Any], bytes]:
-    """A function giving the compact JSON bytes of a value followed by ``\n`` (for JSON Lines)."""
-    if _orjson is not None:
-        import functools
-
-        return functools.partial(
-            _orjson.dumps, default=_default,
-            option=_orjson.OPT_SERIALIZE_NUMPY | _orjson.OPT_NON_STR_KEYS | _orjson.OPT_APPEND_NEWLINE,
-        )
-    return lambda value: dumps(value) + b"\n"
 
 
 def dumps_str(value: Any) -> str:
