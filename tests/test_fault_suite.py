@@ -199,19 +199,8 @@ def test_counts_reconcile_per_step(runs):
             assert f"{c['rows_in']} in -> {c['rows_out']} out" in run.stderr
 
 
-def _strings(value, path=""):
-    """Every (path, string) in a JSON value, and (path, None) for each null."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(v, f"{path}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _strings(v, f"{path}[{i}]")
-    elif value is None or isinstance(value, str):
-        yield path, value
-
-
-_SUSPECT = re.compile("|".join([re.escape(m) for m in FAILURE_MARKERS] + [r"\bnull\b", r'"\s*"']))
+_SUSPECT_TOKENS = FAILURE_MARKERS + ["null", '""']
+_BLANK_STRING = re.compile(r'"(?:\s|\\[nrt])+"')  # a JSON string of only whitespace
 _PY_NONE = re.compile(r"\bNone\b(?! of\b)")  # Python's None as text ("None of the tools ..." is English)
 
 
@@ -252,35 +241,52 @@ def test_no_failure_is_written_as_data(runs):
         problems = []
         for rel in output_files(run.cache):
             path = run.cache / rel
-            lines = path.read_text().splitlines() if path.suffix == ".jsonl" else [path.read_text()]
-            for index, line in enumerate(lines):
-                if not _SUSPECT.search(line):
-                    continue  # fast path: no marker, null or empty string anywhere in the line
+            text = path.read_text()
+            tokens = [tok for tok in _SUSPECT_TOKENS if tok in text]
+            if _BLANK_STRING.search(text):
+                tokens.append('"')
+            if not tokens:
+                continue  # fast path: no marker, null or empty string anywhere in the file
+            markers = [tok for tok in tokens if tok in FAILURE_MARKERS]
+            for index, line in enumerate(text.splitlines() if path.suffix == ".jsonl" else [text]):
+                if not any(tok in line for tok in tokens):
+                    continue
                 row = json.loads(line)
                 if ".rejected." in rel:  # rejected rows: the reason is the one place an error belongs
                     assert row["_reason"] and row["_status"] in ("failed", "filtered")
                     row = {k: v for k, v in row.items() if not k.startswith("_")}
-                for where, text in _strings(_without_tool_call_nulls(row)):
-                    if text is None:
+                found: list = []
+                _suspect_values(row, (), markers, found)
+                for where, value in found:
+                    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where)
+                    if value is None:
                         if not _null_allowed(rel, where):
                             problems.append(f"{rel}:{index + 1} {where} is null")
-                    elif not text.strip():
+                    elif not value.strip():
                         if not _empty_allowed(rel, where, row):
                             problems.append(f"{rel}:{index + 1} {where} is an empty string")
-                    elif _markers_in(text) and not _marker_allowed(rel, where, row):
-                        problems.append(f"{rel}:{index + 1} {where}: {_markers_in(text)} in {text[:160]!r}")
+                    elif _markers_in(value) and not _marker_allowed(rel, where, row):
+                        problems.append(f"{rel}:{index + 1} {where}: {_markers_in(value)} in {value[:160]!r}")
         assert not problems, f"{name}: {len(problems)} bad value(s), e.g. {problems[:5]}"
 
 
-def _without_tool_call_nulls(value):
-    """``value`` without the ``content: null`` of assistant messages that carry ``tool_calls``
-    (how the OpenAI chat format writes them)."""
-    if isinstance(value, dict):
-        return {k: _without_tool_call_nulls(v) for k, v in value.items()
-                if not (k == "content" and v is None and value.get("role") == "assistant" and value.get("tool_calls"))}
-    if isinstance(value, list):
-        return [_without_tool_call_nulls(v) for v in value]
-    return value
+def _suspect_values(value, where: tuple, markers: list[str], out: list) -> None:
+    """Collect (path, value) for each null, blank string or string holding one of ``markers``
+    (an assistant message's ``content: null`` next to its ``tool_calls`` is the OpenAI format)."""
+    kind = type(value)
+    if kind is str:
+        if not value.strip() or any(m in value for m in markers):
+            out.append((where, value))
+    elif kind is dict:
+        for k, v in value.items():
+            if v is None and k == "content" and value.get("role") == "assistant" and value.get("tool_calls"):
+                continue
+            _suspect_values(v, where + (k,), markers, out)
+    elif kind is list:
+        for i, v in enumerate(value):
+            _suspect_values(v, where + (i,), markers, out)
+    elif value is None:
+        out.append((where, None))
 
 
 def _null_allowed(rel: str, where: str) -> bool:

@@ -272,7 +272,9 @@ def test_two_node_cluster_worker_node_dies_mid_step(tmp_path, monkeypatch):
             # ... so at most the requests in flight on the killed actors were sent twice
             duplicates = len(keys) - len(set(keys))
             assert duplicates <= 4 * len(killed["actors_on_node"])  # max_workers of each killed actor
-            assert report.llm["requests_sent"] >= n
+            # the report counts the batches that finished: each row's request once, sent or cached (what
+            # the killed actors sent is not counted; the server's count above covers it)
+            assert report.llm["requests_sent"] + report.llm["cached"] == n
     finally:
         ray.shutdown()
         cluster.shutdown()
