@@ -62,8 +62,19 @@ def _encode(value: object, max_chars: int) -> tuple[object, bool]:
     return text[:max_chars] + f"... [truncated {len(text) - max_chars} chars]", True
 
 
+def _remove_workdir(workdir: str) -> None:
+    """Delete the temporary folder this worker was started in. Called when stdin closes without
+    the parent killing the worker first, i.e. the pipeline process died (a SIGKILL leaves it no
+    chance to clean up)."""
+    import shutil
+
+    if os.path.basename(workdir).startswith("dataflow_sandbox_"):  # made by Sandbox (mkdtemp)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main() -> None:
     module_path, memory_mb, max_chars = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    workdir = os.path.realpath(os.getcwd())
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)  # what functions print goes to stderr
     sys.stdout = sys.stderr
@@ -98,6 +109,7 @@ def main() -> None:
             if len(message) > 500:
                 message = message[:500] + "..."
             send({"ok": False, "error": f"{type(exc).__name__}: {message}"})
+    _remove_workdir(workdir)  # stdin closed: the parent is gone
 
 
 if __name__ == "__main__":

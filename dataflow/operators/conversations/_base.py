@@ -33,10 +33,14 @@ def prompt_messages(system: str, user: str) -> list[dict]:
 
 
 def ask_structured(
-    serving: Any, prompts: Sequence[tuple[str, str]], model: type[BaseModel], json_schema: dict | None = None
+    serving: Any,
+    prompts: Sequence[tuple[str, str]],
+    model: type[BaseModel],
+    json_schema: dict | Sequence[dict] | None = None,
 ) -> list[Parsed]:
-    """Send every ``(system, user)`` prompt in one batch with ``model``'s schema (or ``json_schema``)
-    and validate each reply against ``model``."""
+    """Send every ``(system, user)`` prompt in one batch with ``model``'s schema (or
+    ``json_schema``: one schema, or one per prompt, e.g. narrowed to that row's tools) and
+    validate each reply against ``model``."""
     if not prompts:
         return []
     results = serving.generate_from_conversations(
@@ -84,21 +88,28 @@ class StructuredLLMOperator(OperatorABC):
         variables: Callable[[dict], dict],
         reply_model: type[BaseModel],
         finish: Callable[[dict, Any], RowOutcome],
+        row_schema: Callable[[dict], dict] | None = None,
     ) -> list[RowOutcome]:
         """``variables(row)`` gives the template variables (or raises ``InvalidInput``);
-        ``finish(row, reply)`` turns a validated reply into the row's outcome."""
+        ``finish(row, reply)`` turns a validated reply into the row's outcome; ``row_schema(row)``,
+        when given, is the JSON schema sent for that row (a narrowed form of ``reply_model``'s)."""
         serving = self.require_llm()
         outcomes: list[RowOutcome | None] = [None] * len(rows)
         prompts: list[tuple[str, str]] = []
+        schemas: list[dict] = []
         asked: list[int] = []
         for i, row in enumerate(rows):
             try:
-                prompts.append(self.render(**variables(row)))
+                prompt = self.render(**variables(row))
+                schema = row_schema(row) if row_schema is not None else None
             except InvalidInput as exc:
                 outcomes[i] = RowOutcome.fail(str(exc))
                 continue
+            prompts.append(prompt)
+            if schema is not None:
+                schemas.append(schema)
             asked.append(i)
-        for i, parsed in zip(asked, ask_structured(serving, prompts, reply_model)):
+        for i, parsed in zip(asked, ask_structured(serving, prompts, reply_model, schemas or None)):
             try:
                 outcomes[i] = RowOutcome.fail(parsed.reason) if not parsed.ok else finish(rows[i], parsed.value)
             except InvalidInput as exc:
