@@ -149,7 +149,7 @@ def test_schema_is_sent_with_every_request():
 def test_composition_filter_drops_rejected_rows_by_problem():
     def judge(messages, schema):
         if "REJECT" in messages[-1]["content"]:
-            return {"reason": "Step 2 does not use step 1.", "verdict": "reject", "problem": "steps_unrelated"}
+            return {"reason": "Step 2 does not use step 1.", "problem": "steps_unrelated"}
         return button_responder(messages, schema)
 
     outcomes = CompositionTaskFilter(llm_serving=FakeLLMServing(judge)).process_batch(
@@ -185,17 +185,50 @@ def _two_functions() -> list[dict]:
 @pytest.mark.parametrize(
     "reply,reason",
     [
-        ({"functions": _two_functions()[:1]}, "invalid_functions: no function for sub-task 2"),
-        ({"functions": [_two_functions()[0]] * 2}, "invalid_functions: duplicate function name"),
-        ({"functions": [dict(f, sub_task=3) for f in _two_functions()]}, "invalid_functions: step1_a names sub-task 3"),
-        ({"functions": [dict(f, name="Bad Name!") for f in _two_functions()]}, "invalid_reply: functions.0.name"),
+        ({"functions": _two_functions()[:1]}, "invalid_functions: 1 function(s) for 2 sub-tasks"),
+        ({"functions": [dict(f, sub_task=3) for f in _two_functions()]}, "invalid_reply: functions.0.sub_task"),
+        ({"functions": [dict(f, parameters=[]) for f in _two_functions()]}, "invalid_reply: functions.0.parameters"),
     ],
-    ids=["uncovered-sub-task", "duplicate-name", "sub-task-out-of-range", "illegal-name"],
+    ids=["uncovered-sub-task", "unknown-field", "no-parameters"],
 )
 def test_function_generator_rejects_bad_function_sets(reply, reason):
     serving = FakeLLMServing(lambda m, s: reply)
     (outcome,) = FunctionGenerator(llm_serving=serving).process_batch([base_row()])
     assert outcome.status == "failed" and outcome.reason.startswith(reason), outcome.reason
+
+
+def test_function_generator_repairs_names_instead_of_failing():
+    one, two = _two_functions()
+    same_again = copy.deepcopy(one)
+    different = dict(copy.deepcopy(two), name="Bad Name!")
+    other = dict(copy.deepcopy(two), name="badName")
+    other["parameters"] = [dict(other["parameters"][0], name="Ref ID"), dict(other["parameters"][0], name="ref-id")]
+    reply = {"functions": [one, same_again, different, other]}
+    serving = FakeLLMServing(lambda m, s: reply)
+    row = base_row()
+    row["extra_task"], row["more_task"] = "one more", "and another"
+    (outcome,) = FunctionGenerator(llm_serving=serving).process_batch(
+        [row], input_sub_tasks_keys=["atom_task", "subsequent_task", "extra_task", "more_task"]
+    )
+    assert outcome.status == "ok", outcome.reason
+    specs = outcome.rows[0]["functions"]
+    # the same function twice is one tool; "Bad Name!" and "badName" both become bad_name -> bad_name_2
+    assert [s["function"]["name"] for s in specs] == ["step1_a", "bad_name", "bad_name_2"]
+    assert list(specs[2]["function"]["parameters"]["properties"]) == ["ref_id"]  # "Ref ID"/"ref-id" -> one
+    assert normalize_tools(openai_tools(specs))
+    # the schema sent asks for exactly one function per sub-task
+    (_, schema), = serving.calls
+    assert schema["properties"]["functions"]["minItems"] == schema["properties"]["functions"]["maxItems"] == 4
+
+
+def test_snake_name():
+    from dataflow.operators.conversations.functions import snake_name
+
+    assert snake_name("getWeatherForecast") == "get_weather_forecast"
+    assert snake_name("  Get Weather! ") == "get_weather"
+    assert snake_name("3d-view") == "n_3d_view"
+    assert snake_name("!!!", fallback="do_it") == "do_it"
+    assert len(snake_name("x" * 100, 48)) == 48
 
 
 def test_function_generator_enum_only_kept_for_strings():
@@ -272,6 +305,36 @@ def test_multi_turn_invalid_call_fails_after_bounded_reasks():
     assert outcomes[1].status == "ok"
     bad_asks = [m for m, s in serving.calls if s["title"] == "AssistantTurnReply" and "BAD" in m[-1]["content"]]
     assert len(bad_asks) == 3  # first ask + 2 re-asks
+
+
+def test_assistant_schema_is_built_from_the_row_tools():
+    from dataflow.operators.conversations.multi_turn import assistant_reply_schema
+
+    serving = FakeLLMServing(button_responder)
+    rows = mt_rows(1, sub_tasks=2)
+    MultiTurnConversationGenerator(llm_serving=serving).process_batch(rows, **MT_KEYS | {
+        "input_sub_tasks_keys": ["atom_task", "subsequent_task"]})
+    schemas = [s for _, s in serving.calls if s["title"] == "AssistantTurnReply"]
+    assert schemas and all(s == assistant_reply_schema(rows[0]["tools"]) for s in schemas)
+    variants = schemas[0]["properties"]["tool_calls"]["items"]["anyOf"]
+    assert [v["properties"]["name"]["const"] for v in variants] == [t["function"]["name"] for t in rows[0]["tools"]]
+    args = variants[0]["properties"]["arguments"]
+    assert args["required"] == rows[0]["tools"][0]["function"]["parameters"]["required"]
+    assert args["properties"]["query"]["maxLength"] == 100  # bounded for decoding only
+    assert "maxLength" not in rows[0]["tools"][0]["function"]["parameters"]["properties"]["query"]
+
+
+def test_multi_turn_repeated_call_is_reasked():
+    def responder(messages, schema):
+        if schema["title"] == "AssistantTurnReply" and "TOOL RESULT" in messages[-1]["content"]:
+            return {"tool_calls": [{"name": "step1_do", "arguments": {"query": "same"}}], "content": ""}
+        if schema["title"] == "AssistantTurnReply":
+            return {"tool_calls": [{"name": "step1_do", "arguments": {"query": "same"}}], "content": ""}
+        return button_responder(messages, schema)
+
+    serving = CountingFake(responder)
+    (outcome,) = MultiTurnConversationGenerator(llm_serving=serving, max_reasks=1).process_batch(mt_rows(1), **MT_KEYS)
+    assert outcome.status == "failed" and outcome.reason.startswith("repeated_call: step1_do"), outcome.reason
 
 
 def test_multi_turn_no_final_answer_fails_at_turn_limit():
@@ -450,7 +513,7 @@ def test_run_missing_column_errors_before_any_llm_call(tmp_path):
 def test_filter_run_counts_rejections_by_problem(tmp_path):
     def judge(messages, schema):
         if "REJECT" in messages[-1]["content"]:
-            return {"reason": "Missing a step.", "verdict": "reject", "problem": "missing_step"}
+            return {"reason": "Missing a step.", "problem": "missing_step"}
         return button_responder(messages, schema)
 
     rows = [{k: v for k, v in base_row(tag).items() if k in ("composition_task", "atom_task", "subsequent_task")}

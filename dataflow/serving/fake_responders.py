@@ -58,12 +58,12 @@ def _words(text: str, n: int) -> str:
 def _scenario(system: str, user: str, schema: dict) -> dict:
     transcript = _after(user, "Chat:")
     first_user = next((ln[5:].strip() for ln in transcript.splitlines() if ln.startswith("USER:")), transcript)
-    return {"scenario": f"A person needs help with this request: {first_user[:200] or 'a general question'}."}
+    return {"scenario": f"A person needs help with this request: {first_user[:150] or 'a general question'}."}
 
 
 def _expanded(system: str, user: str, schema: dict) -> dict:
     scenario = _first_line(_after(user, "Scenario:"))
-    return {"scenario": f"{scenario[:250]} This time it is for a colleague."}
+    return {"scenario": f"{scenario[:160]} This time it is for a colleague."}
 
 
 def _atom(system: str, user: str, schema: dict) -> dict:
@@ -75,22 +75,22 @@ def _atom(system: str, user: str, schema: dict) -> dict:
 def _sequential(system: str, user: str, schema: dict) -> dict:
     task = _first_line(_after(user, "Task A:"))
     follow = "Write a short summary based on the result of the lookup."
-    return {"subsequent_task": follow, "composition_task": f"{task[:300]} Then {follow[0].lower()}{follow[1:]}"}
+    return {"subsequent_task": follow, "composition_task": f"{task[:200]} Then {follow[0].lower()}{follow[1:]}"}
 
 
 def _paraseq(system: str, user: str, schema: dict) -> dict:
     task = _first_line(_after(user, "Task A:"))
-    parallel = f"Check the current status of {_words(task.partition(' about ')[2] or task, 4)} independently."
+    parallel = f"Check the current status of {_words(task.partition(' about ')[2] or task, 4)[:80]} independently."
     final = "Combine the lookup result and the status check into one summary."
     return {
         "parallel_task": parallel,
         "subsequent_task": final,
-        "composition_task": f"{task[:300]} At the same time, {parallel[0].lower()}{parallel[1:]} Then {final[0].lower()}{final[1:]}",
+        "composition_task": f"{task[:180]} At the same time, {parallel[0].lower()}{parallel[1:]} Then {final[0].lower()}{final[1:]}",
     }
 
 
 def _verdict(system: str, user: str, schema: dict) -> dict:
-    return {"reason": "The sub-tasks, done in order, complete the composed task.", "verdict": "accept", "problem": "none"}
+    return {"reason": "The sub-tasks, done in order, complete the composed task.", "problem": "none"}
 
 
 def _functions(system: str, user: str, schema: dict) -> dict:
@@ -112,14 +112,13 @@ def _functions(system: str, user: str, schema: dict) -> dict:
         )
         functions.append(
             {
-                "sub_task": i,
                 "name": f"step{i}_{word}",
                 "description": f"Handles sub-task {i}: {task[:120]}",
                 "parameters": parameters,
                 "returns": [
-                    {"name": "ref_id", "type": "string", "description": "Reference of this result"},
-                    {"name": "summary", "type": "string", "description": "Short summary"},
-                    {"name": "count", "type": "integer", "description": "Number of items found"},
+                    {"name": "ref_id", "type": "string"},
+                    {"name": "summary", "type": "string"},
+                    {"name": "count", "type": "integer"},
                 ],
             }
         )
@@ -137,8 +136,10 @@ def _user_turn(system: str, user: str, schema: dict) -> dict:
 
 
 def _assistant_turn(system: str, user: str, schema: dict) -> dict:
-    tools = [json.loads(ln) for ln in system.splitlines() if ln.startswith("{") and '"function"' in ln]
-    transcript = _after(user, "Conversation so far:").split("\n\nYour previous reply was rejected")[0]
+    tools = _tools_from_schema(schema) or [
+        json.loads(ln) for ln in system.splitlines() if ln.startswith("{") and '"function"' in ln
+    ]
+    transcript = _after(user, "Conversation so far:").split("\n\n")[0]
     lines = [ln for ln in transcript.splitlines() if ln.strip()]
     called = {m.group(1) for m in (re.match(r"ASSISTANT CALLS: (\w+)\(", ln) for ln in lines) if m}
     todo = [t["function"] for t in tools if t["function"]["name"] not in called]
@@ -156,6 +157,19 @@ def _assistant_turn(system: str, user: str, schema: dict) -> dict:
                 previous = {}
             break
     return {"tool_calls": [{"name": f["name"], "arguments": _arguments(f, previous)} for f in batch], "content": ""}
+
+
+def _tools_from_schema(schema: dict) -> list[dict]:
+    """The row's tools as the assistant reply schema carries them (one ``anyOf`` variant per
+    tool: ``name`` const + ``arguments`` schema); empty for a generic schema."""
+    items = ((schema.get("properties") or {}).get("tool_calls") or {}).get("items") or {}
+    tools = []
+    for variant in items.get("anyOf") or []:
+        props = variant.get("properties") or {}
+        name = (props.get("name") or {}).get("const")
+        if name:
+            tools.append({"type": "function", "function": {"name": name, "parameters": props.get("arguments") or {}}})
+    return tools
 
 
 def _arguments(function: dict, previous: dict) -> dict:

@@ -1,9 +1,15 @@
 """FunctionGenerator: composed task + sub-tasks -> parsed OpenAI tool specs with response shapes.
 
-The LLM does not write JSON Schema itself: it fills a tight structure (function name, one-line
-description, typed parameters, typed return fields, and which sub-task the function serves), and
-this module builds the specs from it. That keeps small models on track under constrained decoding
-and makes every produced schema valid by construction (still checked with ``jsonschema``).
+The LLM does not write JSON Schema itself: it fills a tight structure, exactly one function per
+sub-task in order (name, one-line description, typed parameters, typed return fields), and this
+module builds the specs from it. The structure is small enough for a 0.5B model under
+constrained decoding: types are an enum, lengths are bounded, and the schema sent for a row asks
+for exactly as many functions as the row has sub-tasks. Names are not left to the model's
+spelling: function, parameter and return-field names are made snake_case deterministically
+(``Get Weather!`` -> ``get_weather``) and duplicates are resolved (the same function asked for
+twice with the same parameters becomes one tool; otherwise the later one is renamed
+``name_2``), so a sloppy name is repaired instead of failing the row. Every produced schema is
+still checked (legal names, valid JSON Schema) by the shared tool-spec rules.
 
 Output column (default ``functions``): a list of tools, each::
 
@@ -14,27 +20,29 @@ Output column (default ``functions``): a list of tools, each::
      "x-response": {"type": "object", "properties": {...}, "required": [...],
                     "additionalProperties": false}}
 
-``x-response`` is the declared JSON Schema of the function's result; the multi-turn generator's
-tool agent answers in that shape. ``openai_tools()`` strips ``x-`` keys for fine-tuning files.
-A later sub-task's function is asked to take an earlier function's return field as a parameter
-(same name), so one call's output can feed the next.
+``x-response`` is the declared JSON Schema of the function's result (string fields bounded to
+``RESULT_STRING_CHARS``); the multi-turn generator's tool agent answers in that shape.
+``openai_tools()`` strips ``x-`` keys for fine-tuning files. A later sub-task's function is asked
+to take an earlier function's return field as a parameter (same name), so one call's output can
+feed the next.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal, Sequence
+import re
+from typing import Any, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
-from ...core import RowOutcome, RunReport, merge_row
+from ...core import RowOutcome, RunReport, merge_row, schema_for
 from ._base import InvalidInput, StructuredLLMOperator, Text, as_key_list, sub_tasks_of, text_value
 
 MAX_SUB_TASKS = 8
+MAX_NAME = 48
 RESPONSE_KEY = "x-response"
+RESULT_STRING_CHARS = 120
 
-Identifier = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9_]{0,39}$")]
-FunctionName = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9_]{2,47}$")]
 JsonType = Literal["string", "integer", "number", "boolean"]
 
 
@@ -42,38 +50,59 @@ class FieldReply(BaseModel):
     """One typed return field of a function."""
 
     model_config = ConfigDict(extra="forbid")
-    name: Identifier
+    name: Text(40, 1)
     type: JsonType
-    description: Text(100, 2)
 
 
 class ParameterReply(BaseModel):
-    """One typed parameter; ``enum`` lists allowed string values (empty: any value)."""
+    """One typed parameter; ``enum`` lists allowed string values (empty or absent: any value)."""
 
     model_config = ConfigDict(extra="forbid")
-    name: Identifier
+    name: Text(40, 1)
     type: JsonType
-    description: Text(100, 2)
+    description: Text(80, 2)
     required: bool
-    enum: list[Text(40, 1)] = Field(max_length=6)
+    enum: list[Text(40, 1)] = Field(default_factory=list, max_length=5)
 
 
 class FunctionReply(BaseModel):
-    """One function, serving sub-task number ``sub_task`` (1-based)."""
+    """One function; the i-th function of a reply serves the i-th sub-task."""
 
     model_config = ConfigDict(extra="forbid")
-    sub_task: int = Field(ge=1, le=MAX_SUB_TASKS)
-    name: FunctionName
-    description: Text(150, 5)
-    parameters: list[ParameterReply] = Field(min_length=1, max_length=5)
-    returns: list[FieldReply] = Field(min_length=1, max_length=5)
+    name: Text(MAX_NAME, 1)
+    description: Text(120, 5)
+    parameters: list[ParameterReply] = Field(min_length=1, max_length=4)
+    returns: list[FieldReply] = Field(min_length=1, max_length=4)
 
 
 class FunctionSetReply(BaseModel):
-    """The functions for all sub-tasks of one composed task."""
+    """The functions for all sub-tasks of one composed task: one per sub-task, in order."""
 
     model_config = ConfigDict(extra="forbid")
-    functions: list[FunctionReply] = Field(min_length=1, max_length=MAX_SUB_TASKS * 2)
+    functions: list[FunctionReply] = Field(min_length=1, max_length=MAX_SUB_TASKS)
+
+
+def function_set_schema(n_sub_tasks: int) -> dict:
+    """``FunctionSetReply``'s JSON schema, asking for exactly ``n_sub_tasks`` functions."""
+    schema = schema_for(FunctionSetReply)
+    schema["properties"]["functions"]["minItems"] = n_sub_tasks
+    schema["properties"]["functions"]["maxItems"] = n_sub_tasks
+    return schema
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NOT_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def snake_name(text: str, max_length: int = MAX_NAME, fallback: str = "value") -> str:
+    """``text`` as a snake_case identifier starting with a letter: ``getWeather`` and
+    ``Get Weather!`` -> ``get_weather``, ``3d view`` -> ``n_3d_view``; ``fallback`` when nothing
+    usable is left."""
+    name = _NOT_WORD.sub("_", _CAMEL.sub("_", str(text).strip()).lower()).strip("_")
+    if name and not name[0].isalpha():
+        name = f"n_{name}"
+    name = name[:max_length].rstrip("_")
+    return name or fallback
 
 
 def openai_tools(functions: Sequence[dict]) -> list[dict]:
@@ -86,8 +115,9 @@ def response_schema(spec: dict) -> dict:
     return spec.get(RESPONSE_KEY) or {"type": "object"}
 
 
-def tools_text(tools: list[dict]) -> str:
-    """One line per tool: ``name(arg: type, opt?: type one of [..]) - description``."""
+def tools_text(tools: list[dict], descriptions: bool = False) -> str:
+    """One line per tool: ``name(arg: type, opt?: type one of [..]) - description``; with
+    ``descriptions``, each argument also carries its description in parentheses."""
     lines = []
     for tool in tools:
         fn = tool.get("function", tool) if isinstance(tool, dict) else {}
@@ -98,54 +128,63 @@ def tools_text(tools: list[dict]) -> str:
             text = f"{name}{'' if name in required else '?'}: {prop.get('type', 'any')}"
             if prop.get("enum"):
                 text += f" one of {json.dumps(prop['enum'], ensure_ascii=False)}"
+            if descriptions and prop.get("description"):
+                text += f" ({prop['description']})"
             args.append(text)
         lines.append(f"- {fn.get('name')}({', '.join(args)}): {fn.get('description', '')}")
     return "\n".join(lines)
 
 
 def build_specs(reply: FunctionSetReply, n_sub_tasks: int) -> list[dict]:
-    """Tool specs from a validated reply; raises ``InvalidInput`` (reason ``invalid_functions``)."""
+    """Tool specs from a validated reply (the i-th function serves sub-task i; extra functions are
+    kept as extra tools), with snake_case, unique names. Raises ``InvalidInput`` (reason
+    ``invalid_functions``) when a sub-task has no function or a schema is invalid."""
+    if len(reply.functions) < n_sub_tasks:
+        raise InvalidInput(f"invalid_functions: {len(reply.functions)} function(s) for {n_sub_tasks} sub-tasks")
     specs: list[dict] = []
-    seen: set[str] = set()
-    covered: set[int] = set()
-    for fn in reply.functions:
-        if fn.sub_task > n_sub_tasks:
-            raise InvalidInput(f"invalid_functions: {fn.name} names sub-task {fn.sub_task} of {n_sub_tasks}")
-        if fn.name in seen:
-            raise InvalidInput(f"invalid_functions: duplicate function name {fn.name!r}")
-        seen.add(fn.name)
-        covered.add(fn.sub_task)
-        specs.append(
-            {
-                "type": "function",
-                "function": {
-                    "name": fn.name,
-                    "description": fn.description,
-                    "parameters": _object_schema(fn.name, fn.parameters, all_required=False),
-                },
-                RESPONSE_KEY: _object_schema(fn.name, fn.returns, all_required=True),
-            }
-        )
-    missing = sorted(set(range(1, n_sub_tasks + 1)) - covered)
-    if missing:
-        raise InvalidInput(f"invalid_functions: no function for sub-task {missing[0]}")
+    by_name: dict[str, dict] = {}
+    for i, fn in enumerate(reply.functions, start=1):
+        name = snake_name(fn.name, MAX_NAME, f"do_sub_task_{i}")
+        parameters = _object_schema(fn.parameters, result=False)
+        earlier = by_name.get(name)
+        if earlier is not None and earlier["function"]["parameters"] == parameters:
+            continue  # the same function asked for by another sub-task: one tool serves both
+        base, k = name, 2
+        while name in by_name:
+            suffix = f"_{k}"
+            name, k = base[: MAX_NAME - len(suffix)] + suffix, k + 1
+        spec = {
+            "type": "function",
+            "function": {"name": name, "description": fn.description, "parameters": parameters},
+            RESPONSE_KEY: _object_schema(fn.returns, result=True),
+        }
+        by_name[name] = spec
+        specs.append(spec)
     _check_schemas(specs)
     return specs
 
 
-def _object_schema(function: str, fields: Sequence[FieldReply | ParameterReply], all_required: bool) -> dict:
+def _object_schema(fields: Sequence[FieldReply | ParameterReply], result: bool) -> dict:
+    """A closed object schema; names made snake_case (a repeated name keeps its first use). All
+    result fields are required and their strings bounded; parameters say themselves."""
     properties: dict[str, dict] = {}
     required: list[str] = []
-    for f in fields:
-        if f.name in properties:
-            raise InvalidInput(f"invalid_functions: {function} declares {f.name!r} twice")
-        prop: dict[str, Any] = {"type": f.type, "description": f.description}
+    for i, f in enumerate(fields, start=1):
+        name = snake_name(f.name, 40, f"field_{i}")
+        if name in properties:
+            continue
+        prop: dict[str, Any] = {"type": f.type}
+        if result and f.type == "string":
+            prop["maxLength"] = RESULT_STRING_CHARS
+        description = getattr(f, "description", None)
+        if description:
+            prop["description"] = description
         enum = getattr(f, "enum", None)
         if enum and f.type == "string":  # an enum only constrains string parameters; others ignore it
             prop["enum"] = list(dict.fromkeys(enum))
-        properties[f.name] = prop
-        if all_required or getattr(f, "required", True):
-            required.append(f.name)
+        properties[name] = prop
+        if result or getattr(f, "required", True):
+            required.append(name)
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
 
@@ -206,4 +245,10 @@ class FunctionGenerator(StructuredLLMOperator):
             specs = build_specs(reply, len(sub_tasks_of(row, columns)))
             return RowOutcome.keep(merge_row(row, **{output_key: specs}))
 
-        return self.structured_round(rows, variables, FunctionSetReply, finish)
+        return self.structured_round(
+            rows,
+            variables,
+            FunctionSetReply,
+            finish,
+            row_schema=lambda row: function_set_schema(len(sub_tasks_of(row, columns))),
+        )

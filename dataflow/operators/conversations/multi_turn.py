@@ -3,10 +3,14 @@
 - **user agent** (``mt_user_agent`` prompt): the opening request for the composed task, then up to
   ``max_follow_ups`` follow-up turns (it may end the conversation earlier);
 - **assistant agent** (``mt_assistant_agent``): replies ``{"tool_calls": [...], "content": ...}``:
-  one or more (parallel) calls, or a final answer when ``tool_calls`` is empty. Every call is
-  checked with ``validate_calls`` against the row's tools *before* the tool agent answers; an
-  invalid call is re-asked with the errors (at most ``max_reasks`` re-asks per conversation),
-  then the row fails with reason ``invalid_call: ...``;
+  one or more (parallel) calls, or a final answer when ``tool_calls`` is empty. The reply schema
+  is built from the row's tools (``assistant_reply_schema``: each call is one of
+  ``{"name": <const tool name>, "arguments": <that tool's parameters>}``), so a model under
+  constrained decoding can only write well-formed calls. Every call is still checked with
+  ``validate_calls`` against the row's tools *before* the tool agent answers; an invalid call,
+  or a repeat of a call already answered, is re-asked with the errors (at most ``max_reasks``
+  re-asks per conversation), then the row fails with reason ``invalid_call: ...`` (or
+  ``repeated_call: ...``);
 - **tool agent** (``mt_tool_agent``): the result of one call, under a JSON schema built from the
   function's declared response shape (``x-response``, see ``functions.py``), checked against it.
 
@@ -20,6 +24,7 @@ assistant answer) and ``tools`` (the OpenAI tool list, without ``x-`` keys).
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -35,6 +40,9 @@ from .transcript import chat_to_transcript
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant that can call the provided tools to complete the user's request."
 TRANSCRIPT_CHARS = 12000
+MAX_CALLS_PER_TURN = 4
+ANSWER_CHARS = 600
+ARGUMENT_STRING_CHARS = 100  # bound on string arguments in the decoding schema (not in the tools)
 USER, ASSISTANT, TOOL, DONE, FAILED = "user", "assistant", "tool", "done", "failed"
 
 
@@ -43,7 +51,7 @@ class UserTurnReply(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     end_conversation: bool
-    message: Text(300, 2)
+    message: Text(240, 2)
 
 
 class CallReply(BaseModel):
@@ -58,8 +66,8 @@ class AssistantTurnReply(BaseModel):
     """Tool calls (parallel allowed), or a final answer in ``content`` when there are none."""
 
     model_config = ConfigDict(extra="forbid")
-    tool_calls: list[CallReply] = Field(max_length=4)
-    content: str = Field(max_length=800)
+    tool_calls: list[CallReply] = Field(max_length=MAX_CALLS_PER_TURN)
+    content: str = Field(max_length=ANSWER_CHARS)
 
 
 class ToolResultReply(BaseModel):
@@ -84,6 +92,7 @@ class _Dialogue:
     phase: str = USER
     assistant_turns: int = 0
     calls_made: int = 0
+    answered_calls: set = field(default_factory=set)  # (name, canonical arguments) already answered
     feedback: str = ""
     pending: list[dict] = field(default_factory=list)  # {"id", "name", "arguments"}
     results: dict[str, Any] = field(default_factory=dict)
@@ -112,6 +121,9 @@ class _Dialogue:
 
     def function(self, name: str) -> dict:
         return next(f for f in self.functions if f["function"]["name"] == name)
+
+    def called_names(self) -> set[str]:
+        return {name for name, _ in self.answered_calls}
 
 
 class MultiTurnConversationGenerator(StructuredLLMOperator):
@@ -273,13 +285,15 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
             self.render(
                 "mt_assistant_agent",
                 tools=d.tools,
-                tools_text=tools_text(d.tools),
+                tools_text=tools_text(d.tools, descriptions=True),
                 transcript=chat_to_transcript(d.messages[1:], max_chars=TRANSCRIPT_CHARS),
                 feedback=d.feedback,
+                not_called=[t["function"]["name"] for t in d.tools if t["function"]["name"] not in d.called_names()],
             )
             for d in asked
         ]
-        for d, parsed in zip(asked, ask_structured(self.llm_serving, prompts, AssistantTurnReply)):
+        schemas = [assistant_reply_schema(d.tools) for d in asked]
+        for d, parsed in zip(asked, ask_structured(self.llm_serving, prompts, AssistantTurnReply, schemas)):
             d.assistant_turns += 1
             if not parsed.ok:
                 if parsed.reason.startswith("llm_error"):
@@ -297,10 +311,19 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
             if errors:
                 d.reask_or_fail(f"invalid_call: {'; '.join(errors[:3])}")
                 return
+            keys = [_call_key(c) for c in calls]
+            repeats = [c["name"] for i, c in enumerate(calls) if keys[i] in d.answered_calls or keys[i] in keys[:i]]
+            if repeats:
+                d.reask_or_fail(
+                    f"repeated_call: {repeats[0]} was already called with these arguments; use its result "
+                    "or call another tool"
+                )
+                return
             d.feedback = ""
             d.pending = []
             for call in calls:
                 d.calls_made += 1
+                d.answered_calls.add(_call_key(call))
                 d.pending.append({"id": f"call_{d.calls_made}", **call})
             message: dict[str, Any] = {"role": "assistant"}
             if content:
@@ -373,6 +396,53 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
                     )
                 d.pending, d.results, d.call_feedback = [], {}, {}
                 d.phase = ASSISTANT
+
+
+def _call_key(call: dict) -> tuple[str, str]:
+    return call["name"], json.dumps(call["arguments"], sort_keys=True, ensure_ascii=False)
+
+
+def assistant_reply_schema(tools: list[dict]) -> dict:
+    """The JSON schema of one assistant-agent reply for this row's ``tools``: ``tool_calls`` is a
+    list whose items are each ``{"name": <const>, "arguments": <that tool's parameters>}`` for
+    one of the tools (string arguments bounded for decoding), ``content`` a bounded string.
+    ``AssistantTurnReply`` still validates the reply, and ``validate_calls`` every call."""
+    variants = []
+    for tool in tools:
+        fn = tool["function"]
+        parameters = copy.deepcopy(fn.get("parameters") or {"type": "object", "properties": {}})
+        _bound_strings(parameters)
+        parameters.setdefault("additionalProperties", False)
+        variants.append(
+            {
+                "type": "object",
+                "properties": {"name": {"type": "string", "const": fn["name"]}, "arguments": parameters},
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    return {
+        "title": AssistantTurnReply.__name__,
+        "type": "object",
+        "properties": {
+            "tool_calls": {"type": "array", "items": {"anyOf": variants}, "maxItems": MAX_CALLS_PER_TURN},
+            "content": {"type": "string", "maxLength": ANSWER_CHARS},
+        },
+        "required": ["tool_calls", "content"],
+        "additionalProperties": False,
+    }
+
+
+def _bound_strings(node: Any) -> None:
+    """Give every string schema without a length bound ``maxLength`` (decoding schema only)."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and "maxLength" not in node and "enum" not in node:
+            node["maxLength"] = ARGUMENT_STRING_CHARS
+        for value in node.values():
+            _bound_strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            _bound_strings(value)
 
 
 def _tool_reply_schema(shape: dict) -> dict:

@@ -15,26 +15,27 @@ class ScenarioReply(BaseModel):
     """The scenario in a sentence or two."""
 
     model_config = ConfigDict(extra="forbid")
-    scenario: Text(300, 10)
+    scenario: Text(200, 10)
 
 
 class ExpandedScenarioReply(BaseModel):
     """A new scenario, different from but related to the given one."""
 
     model_config = ConfigDict(extra="forbid")
-    scenario: Text(300, 10)
+    scenario: Text(200, 10)
 
 
 class ScenarioExtractor(StructuredLLMOperator):
     """Chat data -> a short description of the real-world scenario the user was in.
 
     ``input_chat_key`` may hold glaive-v2 text, an OpenAI message list or a ShareGPT list; it is
-    normalised to a readable transcript before prompting.
+    normalised to a readable transcript before prompting, cut to ``max_chat_chars`` (the
+    scenario shows in the first few turns, and prompt length dominates a small local model's time).
     """
 
     prompt_names = ("scenario_extractor",)
 
-    def __init__(self, llm_serving: Any = None, max_chat_chars: int = 4000, prompt_template: Any = None):
+    def __init__(self, llm_serving: Any = None, max_chat_chars: int = 600, prompt_template: Any = None):
         super().__init__(llm_serving, prompt_template)
         self.max_chat_chars = max_chat_chars
 

@@ -30,17 +30,17 @@ class SequentialTaskReply(BaseModel):
     """A follow-up task that uses the first task's result, and the two composed."""
 
     model_config = ConfigDict(extra="forbid")
-    subsequent_task: Text(200, 10)
-    composition_task: Text(400, 10)
+    subsequent_task: Text(150, 10)
+    composition_task: Text(300, 10)
 
 
 class ParaSeqTaskReply(BaseModel):
     """A parallel task, a final task using both results, and the three composed."""
 
     model_config = ConfigDict(extra="forbid")
-    parallel_task: Text(200, 10)
-    subsequent_task: Text(200, 10)
-    composition_task: Text(500, 10)
+    parallel_task: Text(150, 10)
+    subsequent_task: Text(150, 10)
+    composition_task: Text(350, 10)
 
 
 class AtomTaskGenerator(StructuredLLMOperator):
