@@ -34,6 +34,7 @@ from dataflow.operators.apigen import (
 from dataflow.cli import run_pipeline_main
 from dataflow.operators.formats import convert_row, stratified_split
 from dataflow.storage.head import first_rows_file
+from dataflow.storage.atomic import atomic_write_jsonl, atomic_write_text
 from dataflow.utils.storage import FileStorage
 
 HERE = Path(__file__).resolve().parent
@@ -104,14 +105,12 @@ class APIGenPipeline:
         out_dir.mkdir(parents=True, exist_ok=True)
         result = stratified_split(rows, test_size=0.2, seed=0)
         print(result.summary(), flush=True)
-        (out_dir / "split_report.json").write_text(json.dumps(result.report(), indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(out_dir / "split_report.json", json.dumps(result.report(), indent=2) + "\n")
         for part, part_rows in (("train", result.train), ("validation", result.validation)):
             for fmt, options in (("openai", {"results_key": "execution_results"}), ("hermes", {}),
                                  ("chat_message", {"system_prompt": self.system_prompt})):
-                path = out_dir / f"{part}_{fmt}.jsonl"
-                with open(path, "w", encoding="utf-8") as f:
-                    for row in part_rows:
-                        f.write(json.dumps(convert_row(row, fmt, **options), ensure_ascii=False) + "\n")
+                atomic_write_jsonl(out_dir / f"{part}_{fmt}.jsonl",
+                                   (convert_row(row, fmt, **options) for row in part_rows))
         print(f"fine-tuning files in {out_dir}", flush=True)
 
 

@@ -44,13 +44,9 @@ def read_rows(path: str | Path, *, allow_empty: bool = False) -> list[dict]:
 
 def write_rows(path: str | Path, rows: list[dict]) -> None:
     """Write JSONL atomically (temp file + rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, p)
+    from ..storage.atomic import atomic_write_jsonl
+
+    atomic_write_jsonl(path, rows)
 
 
 def make_serving(api_url: str | None = None, model: str | None = None, max_workers: int | None = None) -> Any:
@@ -237,7 +233,9 @@ def split(input_file_path: str, train_output_path: str, val_output_path: str, te
     if test_output_path:
         write_rows(test_output_path, result.test)
     report = result.report()
-    Path(train_output_path).with_suffix(".split_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    from ..storage.atomic import atomic_write_text
+
+    atomic_write_text(Path(train_output_path).with_suffix(".split_report.json"), json.dumps(report, indent=2) + "\n")
     click.echo(result.summary())
     for signature, counts in sorted(result.class_counts.items(), key=lambda kv: -sum(kv[1].values()))[:20]:
         click.echo(f"  {signature}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v or k != "test"), err=True)

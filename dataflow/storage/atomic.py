@@ -12,7 +12,7 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 __all__ = ["HashingWriter", "atomic_writer", "atomic_write_bytes", "sha256_file", "is_temp_file"]
 
@@ -151,3 +151,20 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
                 break
             sha.update(block)
     return sha.hexdigest()
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> str:
+    """Write ``text`` (UTF-8) to ``path`` atomically; return its sha256."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
+    """Write one JSON value per line to ``path`` atomically; return the number of lines."""
+    from .jsonio import dumps
+
+    n = 0
+    with atomic_writer(path) as out:
+        for row in rows:
+            out.write(dumps(row) + b"\n")
+            n += 1
+    return n

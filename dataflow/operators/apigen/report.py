@@ -65,7 +65,7 @@ def format_stage_table(table: dict) -> str:
 
 
 def write_stage_table(table: dict, path: str | Path) -> str:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
-    return str(p)
+    from ...storage.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(table, indent=2) + "\n")
+    return str(path)
