@@ -292,7 +292,9 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
             )
             for d in asked
         ]
-        schemas = [assistant_reply_schema(d.tools) for d in asked]
+        # before the first call (when a call is required) the reply must call a tool: the decoder is
+        # held to what would be accepted anyway, instead of re-asking a small model that answers
+        schemas = [assistant_reply_schema(d.tools, must_call=self.require_tool_call and d.calls_made == 0) for d in asked]
         for d, parsed in zip(asked, ask_structured(self.llm_serving, prompts, AssistantTurnReply, schemas)):
             d.assistant_turns += 1
             if not parsed.ok:
@@ -402,11 +404,12 @@ def _call_key(call: dict) -> tuple[str, str]:
     return call["name"], json.dumps(call["arguments"], sort_keys=True, ensure_ascii=False)
 
 
-def assistant_reply_schema(tools: list[dict]) -> dict:
+def assistant_reply_schema(tools: list[dict], must_call: bool = False) -> dict:
     """The JSON schema of one assistant-agent reply for this row's ``tools``: ``tool_calls`` is a
     list whose items are each ``{"name": <const>, "arguments": <that tool's parameters>}`` for
-    one of the tools (string arguments bounded for decoding), ``content`` a bounded string.
-    ``AssistantTurnReply`` still validates the reply, and ``validate_calls`` every call."""
+    one of the tools (string arguments bounded for decoding), ``content`` a bounded string;
+    ``must_call``: at least one call and empty ``content``. ``AssistantTurnReply`` still validates the reply, and
+    ``validate_calls`` every call."""
     variants = []
     for tool in tools:
         fn = tool["function"]
@@ -425,8 +428,14 @@ def assistant_reply_schema(tools: list[dict]) -> dict:
         "title": AssistantTurnReply.__name__,
         "type": "object",
         "properties": {
-            "tool_calls": {"type": "array", "items": {"anyOf": variants}, "maxItems": MAX_CALLS_PER_TURN},
-            "content": {"type": "string", "maxLength": ANSWER_CHARS},
+            "tool_calls": {
+                "type": "array",
+                "items": {"anyOf": variants},
+                "minItems": 1 if must_call else 0,
+                "maxItems": MAX_CALLS_PER_TURN,
+            },
+            # a must-call turn has nothing to say yet (a 0.5B model otherwise "answers" before calling)
+            "content": {"type": "string", "maxLength": 0 if must_call else ANSWER_CHARS},
         },
         "required": ["tool_calls", "content"],
         "additionalProperties": False,
