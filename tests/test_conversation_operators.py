@@ -535,3 +535,31 @@ def test_export_writes_openai_and_hermes(tmp_path):
     assert "<tool_call>" in text and "<tool_response>" in text
     records, _ = openai_records([{"conversations": json.dumps(messages), "tools": json.dumps(tools)}])
     assert records[0]["messages"] == messages
+
+
+def test_para_seq_reasks_a_copied_task_once_then_keeps_the_row_for_the_filter():
+    """A reply whose parallel task copies task A is asked again with feedback (a new request);
+    a second copy keeps the row as is, for CompositionTaskFilter to reject."""
+    from dataflow.operators.conversations import ParaSeqTaskGenerator
+
+    def responder(messages, schema):
+        user = messages[-1]["content"]
+        copy = "stubborn" in user or "rejected" not in user
+        task = user.split("Task A:", 1)[1].split("\n", 1)[0].strip()
+        return {"parallel_task": task if copy else f"Look up the weather for {task}",
+                "subsequent_task": "Combine both results into one short report",
+                "composition_task": "Do both, then write one short report"}
+
+    serving = FakeLLMServing(responder)
+    rows = [{"atom_task": "Convert 100 USD to EUR today"}, {"atom_task": "stubborn: book a table for two"}]
+    outcomes = ParaSeqTaskGenerator(llm_serving=serving).process_batch(rows)
+    assert [o.status for o in outcomes] == ["ok", "ok"]
+    assert outcomes[0].rows[0]["parallel_task"].startswith("Look up the weather")
+    assert outcomes[1].rows[0]["parallel_task"] == "stubborn: book a table for two"
+    assert len(serving.calls) == 4  # two first asks, two re-asks (batched), no third round
+    reasks = [m for m, _ in serving.calls[2:]]
+    assert all("previous answer was rejected" in m[-1]["content"] for m in reasks)
+
+    no_reask = FakeLLMServing(responder)
+    ParaSeqTaskGenerator(llm_serving=no_reask, max_reasks=0).process_batch(rows)
+    assert len(no_reask.calls) == 2

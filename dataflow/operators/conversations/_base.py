@@ -8,6 +8,7 @@ reply model's JSON schema, validate each reply with ``parse_reply`` and turn it 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Callable, Sequence
 
 from pydantic import BaseModel, StringConstraints
@@ -23,6 +24,22 @@ def Text(max_length: int, min_length: int = 3) -> Any:
 
 class InvalidInput(ValueError):
     """A row's input cannot be prompted (empty/missing value); the row fails with this reason."""
+
+
+class Reask(Exception):
+    """Raised by a ``finish`` callback: the reply is well-formed but unusable. The row is asked
+    again with ``feedback`` appended to its prompt (so the new request is a new cache entry);
+    after the last re-ask the row ends as ``final``."""
+
+    def __init__(self, feedback: str, final: RowOutcome):
+        super().__init__(feedback)
+        self.feedback = feedback
+        self.final = final
+
+
+def task_key(text: str) -> str:
+    """A task's text reduced to lower-case words, to spot a task that repeats another."""
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def prompt_messages(system: str, user: str) -> list[dict]:
@@ -89,29 +106,49 @@ class StructuredLLMOperator(OperatorABC):
         reply_model: type[BaseModel],
         finish: Callable[[dict, Any], RowOutcome],
         row_schema: Callable[[dict], dict] | None = None,
+        max_reasks: int = 0,
     ) -> list[RowOutcome]:
         """``variables(row)`` gives the template variables (or raises ``InvalidInput``);
         ``finish(row, reply)`` turns a validated reply into the row's outcome; ``row_schema(row)``,
-        when given, is the JSON schema sent for that row (a narrowed form of ``reply_model``'s)."""
+        when given, is the JSON schema sent for that row (a narrowed form of ``reply_model``'s).
+        ``finish`` may raise ``Reask``: the row is asked again, at most ``max_reasks`` times,
+        all such rows together in one batch per attempt."""
         serving = self.require_llm()
         outcomes: list[RowOutcome | None] = [None] * len(rows)
-        prompts: list[tuple[str, str]] = []
-        schemas: list[dict] = []
-        asked: list[int] = []
+        rendered: dict[int, tuple[str, str]] = {}
+        schemas: dict[int, dict | None] = {}
         for i, row in enumerate(rows):
             try:
-                prompt = self.render(**variables(row))
-                schema = row_schema(row) if row_schema is not None else None
+                rendered[i] = self.render(**variables(row))
+                schemas[i] = row_schema(row) if row_schema is not None else None
             except InvalidInput as exc:
                 outcomes[i] = RowOutcome.fail(str(exc))
-                continue
-            prompts.append(prompt)
-            if schema is not None:
-                schemas.append(schema)
-            asked.append(i)
-        for i, parsed in zip(asked, ask_structured(serving, prompts, reply_model, schemas or None)):
-            try:
-                outcomes[i] = RowOutcome.fail(parsed.reason) if not parsed.ok else finish(rows[i], parsed.value)
-            except InvalidInput as exc:
-                outcomes[i] = RowOutcome.fail(str(exc))
+        pending = list(rendered)
+        feedback: dict[int, str] = {}
+        for attempt in range(max_reasks + 1):
+            prompts = []
+            for i in pending:
+                system, user = rendered[i]
+                if i in feedback:
+                    user = f"{user}\n\nYour previous answer was rejected: {feedback[i]} Answer again."
+                prompts.append((system, user))
+            row_schemas = [schemas[i] for i in pending]
+            replies = ask_structured(
+                serving, prompts, reply_model, row_schemas if row_schema is not None else None
+            )
+            again: list[int] = []
+            for i, parsed in zip(pending, replies):
+                try:
+                    outcomes[i] = RowOutcome.fail(parsed.reason) if not parsed.ok else finish(rows[i], parsed.value)
+                except InvalidInput as exc:
+                    outcomes[i] = RowOutcome.fail(str(exc))
+                except Reask as reask:
+                    if attempt < max_reasks:
+                        feedback[i] = reask.feedback
+                        again.append(i)
+                    else:
+                        outcomes[i] = reask.final
+            pending = again
+            if not pending:
+                break
         return outcomes  # type: ignore[return-value]

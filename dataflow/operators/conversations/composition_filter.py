@@ -11,13 +11,12 @@ run summary counts rejections by problem.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
 from ...core import RowOutcome, RunReport, merge_row
-from ._base import InvalidInput, StructuredLLMOperator, Text, as_key_list, sub_tasks_of, text_value
+from ._base import InvalidInput, StructuredLLMOperator, Text, as_key_list, sub_tasks_of, task_key, text_value
 
 PROBLEMS = ("none", "missing_step", "steps_unrelated", "not_feasible", "unclear_task")
 
@@ -101,7 +100,7 @@ def _repeated_sub_task(row: dict, columns: list[str]) -> str | None:
         return None  # structured_round reports the bad input
     seen: set[str] = set()
     for task in sub_tasks:
-        key = " ".join(re.findall(r"[a-z0-9]+", task.lower()))
+        key = task_key(task)
         if key in seen:
             return task
         seen.add(key)

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ...core import RowOutcome, RunReport, merge_row
-from ._base import StructuredLLMOperator, Text, text_value
+from ._base import Reask, StructuredLLMOperator, Text, task_key, text_value
 
 
 class AtomTaskReply(BaseModel):
@@ -117,6 +117,10 @@ class ParaSeqTaskGenerator(StructuredLLMOperator):
 
     prompt_names = ("para_seq_task_generator",)
 
+    def __init__(self, llm_serving: Any = None, max_reasks: int = 1, prompt_template: Any = None):
+        super().__init__(llm_serving=llm_serving, prompt_template=prompt_template)
+        self.max_reasks = max_reasks
+
     def run(
         self,
         storage: Any,
@@ -137,6 +141,7 @@ class ParaSeqTaskGenerator(StructuredLLMOperator):
             storage,
             inputs={"input_task_key": input_task_key, "input_subsequent_task_key": input_subsequent_task_key},
             outputs={k: v for k, v in keys.items() if k.startswith("output_")},
+            params={"max_reasks": self.max_reasks},
             batch_fn=lambda rows: self.process_batch(rows, **keys),
         )
 
@@ -153,11 +158,8 @@ class ParaSeqTaskGenerator(StructuredLLMOperator):
             followup = text_value(row, input_subsequent_task_key) if input_subsequent_task_key else ""
             return {"task": text_value(row, input_task_key), "subsequent_task": followup}
 
-        return self.structured_round(
-            rows,
-            variables,
-            ParaSeqTaskReply,
-            lambda row, reply: RowOutcome.keep(
+        def finish(row: dict, reply: ParaSeqTaskReply) -> RowOutcome:
+            kept = RowOutcome.keep(
                 merge_row(
                     row,
                     **{
@@ -166,5 +168,11 @@ class ParaSeqTaskGenerator(StructuredLLMOperator):
                         output_composition_task_key: reply.composition_task,
                     },
                 )
-            ),
-        )
+            )
+            first = task_key(text_value(row, input_task_key))
+            if task_key(reply.parallel_task) == first or task_key(reply.subsequent_task) == first:
+                # small models often copy task A; ask once more, then let the filter judge
+                raise Reask("parallel_task and subsequent_task must each differ from task A.", kept)
+            return kept
+
+        return self.structured_round(rows, variables, ParaSeqTaskReply, finish, max_reasks=self.max_reasks)
