@@ -169,10 +169,17 @@ class ParaSeqTaskGenerator(StructuredLLMOperator):
                     },
                 )
             )
-            first = task_key(text_value(row, input_task_key))
-            if task_key(reply.parallel_task) == first or task_key(reply.subsequent_task) == first:
-                # small models often copy task A; ask once more, then let the filter judge
-                raise Reask("parallel_task and subsequent_task must each differ from task A.", kept)
+            first = text_value(row, input_task_key)
+            seen = {task_key(first): "task A"}
+            for field, text in (("parallel_task", reply.parallel_task), ("subsequent_task", reply.subsequent_task)):
+                if task_key(text) in seen:
+                    # small models often copy a task; ask again, then let the filter judge
+                    raise Reask(
+                        f"{field} repeats {seen[task_key(text)]} ({text!r}). "
+                        "Write three different tasks: A, a new parallel task P, and a final task B.",
+                        kept,
+                    )
+                seen[task_key(text)] = field
             return kept
 
         return self.structured_round(rows, variables, ParaSeqTaskReply, finish, max_reasks=self.max_reasks)
