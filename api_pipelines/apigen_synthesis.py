@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -34,28 +33,13 @@ from dataflow.operators.apigen import (
 from dataflow.cli import run_pipeline_main
 from dataflow.operators.formats import convert_row, stratified_split
 from dataflow.storage.head import first_rows_file
+from dataflow.serving import serving_from_env
 from dataflow.storage.atomic import atomic_write_jsonl, atomic_write_text
 from dataflow.utils.storage import FileStorage
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "example_data" / "APIGen"
 DEFAULT_CACHE = HERE / "cache"
-
-
-def make_serving():
-    """The backend chosen from the environment (``dataflow.serving.serving_from_env``)."""
-    try:
-        from dataflow.serving import serving_from_env
-    except ImportError:  # older installs: HTTP endpoint only
-        serving_from_env = None
-    if serving_from_env is not None:
-        return serving_from_env()
-    from dataflow.serving import APILLMServing_request
-
-    url = os.environ.get("DF_API_URL")
-    if not url:
-        sys.exit("Set DF_API_URL (and DF_MODEL, DF_API_KEY) to an OpenAI-compatible chat-completions URL.")
-    return APILLMServing_request(api_url=url, model_name=os.environ.get("DF_MODEL", "gpt-4o"), max_workers=16)
 
 
 class APIGenPipeline:
@@ -70,7 +54,7 @@ class APIGenPipeline:
             file_name_prefix="dataflow_cache_step",
             cache_type="jsonl",
         )
-        self.llm_serving = make_serving()
+        self.llm_serving = serving_from_env()
         config = load_generator_config(data / "generator_config.yaml")
         self.system_prompt = (data / "system_prompt.txt").read_text(encoding="utf-8").strip()
 
