@@ -178,6 +178,18 @@ class OperatorABC(abc.ABC):
         """One ``RowOutcome`` per input row, in order. Must not touch storage."""
 
     # -- the shared step machinery ------------------------------------------------------------
+    def _run_keys(self, storage: Any, keys: dict[str, Any], params: dict[str, Any] | None = None) -> RunReport:
+        """``_run_step`` for the common ``run()``: ``keys`` maps each ``input_*`` / ``output_*``
+        argument of ``run`` to its column(s); inputs are checked before any LLM call, and every
+        key is passed on to ``process_batch``."""
+        return self._run_step(
+            storage,
+            inputs={k: v for k, v in keys.items() if k.startswith("input_")},
+            outputs={k: v for k, v in keys.items() if k.startswith("output_")},
+            params=params,
+            batch_fn=lambda rows: self.process_batch(rows, **keys),
+        )
+
     def _run_step(
         self,
         storage: Any,

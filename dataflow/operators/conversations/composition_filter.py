@@ -48,12 +48,7 @@ class CompositionTaskFilter(StructuredLLMOperator):
             output_verdict_key=output_verdict_key,
             output_reason_key=output_reason_key,
         )
-        return self._run_step(
-            storage,
-            inputs={k: v for k, v in keys.items() if k.startswith("input_")},
-            outputs={"output_verdict_key": output_verdict_key, "output_reason_key": output_reason_key},
-            batch_fn=lambda rows: self.process_batch(rows, **keys),
-        )
+        return self._run_keys(storage, keys)
 
     def process_batch(
         self,

@@ -219,12 +219,7 @@ class FunctionGenerator(StructuredLLMOperator):
             input_sub_tasks_keys=as_key_list(input_sub_tasks_keys),
             output_key=output_key,
         )
-        return self._run_step(
-            storage,
-            inputs={k: v for k, v in keys.items() if k.startswith("input_")},
-            outputs={"output_key": output_key},
-            batch_fn=lambda rows: self.process_batch(rows, **keys),
-        )
+        return self._run_keys(storage, keys)
 
     def process_batch(
         self,

@@ -164,10 +164,9 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
             output_key=output_key,
             output_tools_key=output_tools_key,
         )
-        return self._run_step(
+        return self._run_keys(
             storage,
-            inputs={k: v for k, v in keys.items() if k.startswith("input_")},
-            outputs={"output_key": output_key, "output_tools_key": output_tools_key},
+            keys,
             params={
                 "max_follow_ups": self.max_follow_ups,
                 "max_turns": self.max_turns,
@@ -175,7 +174,6 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
                 "require_tool_call": self.require_tool_call,
                 "system_prompt": self.system_prompt,
             },
-            batch_fn=lambda rows: self.process_batch(rows, **keys),
         )
 
     # -- row logic ----------------------------------------------------------------------------

@@ -49,12 +49,10 @@ class ConversationQualityEvaluator(StructuredLLMOperator):
             output_score_key=output_score_key,
             output_explanation_key=output_explanation_key,
         )
-        return self._run_step(
+        return self._run_keys(
             storage,
-            inputs={"input_conversations_key": input_conversations_key, "input_tools_key": input_tools_key},
-            outputs={"output_score_key": output_score_key, "output_explanation_key": output_explanation_key},
+            keys,
             params={"min_score": self.min_score, "max_chars": self.max_chars},
-            batch_fn=lambda rows: self.process_batch(rows, **keys),
         )
 
     def process_batch(

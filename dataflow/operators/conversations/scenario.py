@@ -40,12 +40,10 @@ class ScenarioExtractor(StructuredLLMOperator):
         self.max_chat_chars = max_chat_chars
 
     def run(self, storage: Any, input_chat_key: str = "chat", output_key: str = "scenario") -> RunReport:
-        return self._run_step(
+        return self._run_keys(
             storage,
-            inputs={"input_chat_key": input_chat_key},
-            outputs={"output_key": output_key},
+            dict(input_chat_key=input_chat_key, output_key=output_key),
             params={"max_chat_chars": self.max_chat_chars},
-            batch_fn=lambda rows: self.process_batch(rows, input_chat_key=input_chat_key, output_key=output_key),
         )
 
     def process_batch(self, rows: list[dict], input_chat_key: str = "chat", output_key: str = "scenario") -> list[RowOutcome]:
@@ -66,12 +64,7 @@ class ScenarioExpander(StructuredLLMOperator):
     prompt_names = ("scenario_expander",)
 
     def run(self, storage: Any, input_scenario_key: str = "scenario", output_key: str = "modified_scenario") -> RunReport:
-        return self._run_step(
-            storage,
-            inputs={"input_scenario_key": input_scenario_key},
-            outputs={"output_key": output_key},
-            batch_fn=lambda rows: self.process_batch(rows, input_scenario_key=input_scenario_key, output_key=output_key),
-        )
+        return self._run_keys(storage, dict(input_scenario_key=input_scenario_key, output_key=output_key))
 
     def process_batch(
         self, rows: list[dict], input_scenario_key: str = "scenario", output_key: str = "modified_scenario"

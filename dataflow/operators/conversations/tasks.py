@@ -49,12 +49,7 @@ class AtomTaskGenerator(StructuredLLMOperator):
     prompt_names = ("atom_task_generator",)
 
     def run(self, storage: Any, input_scenario_key: str = "scenario", output_key: str = "atom_task") -> RunReport:
-        return self._run_step(
-            storage,
-            inputs={"input_scenario_key": input_scenario_key},
-            outputs={"output_key": output_key},
-            batch_fn=lambda rows: self.process_batch(rows, input_scenario_key=input_scenario_key, output_key=output_key),
-        )
+        return self._run_keys(storage, dict(input_scenario_key=input_scenario_key, output_key=output_key))
 
     def process_batch(self, rows: list[dict], input_scenario_key: str = "scenario", output_key: str = "atom_task") -> list[RowOutcome]:
         return self.structured_round(
@@ -82,12 +77,7 @@ class SequentialTaskGenerator(StructuredLLMOperator):
             output_subsequent_task_key=output_subsequent_task_key,
             output_composition_task_key=output_composition_task_key,
         )
-        return self._run_step(
-            storage,
-            inputs={"input_task_key": input_task_key},
-            outputs={k: v for k, v in keys.items() if k.startswith("output_")},
-            batch_fn=lambda rows: self.process_batch(rows, **keys),
-        )
+        return self._run_keys(storage, keys)
 
     def process_batch(
         self,
@@ -137,12 +127,10 @@ class ParaSeqTaskGenerator(StructuredLLMOperator):
             output_subsequent_task_key=output_subsequent_task_key,
             output_composition_task_key=output_composition_task_key,
         )
-        return self._run_step(
+        return self._run_keys(
             storage,
-            inputs={"input_task_key": input_task_key, "input_subsequent_task_key": input_subsequent_task_key},
-            outputs={k: v for k, v in keys.items() if k.startswith("output_")},
+            keys,
             params={"max_reasks": self.max_reasks},
-            batch_fn=lambda rows: self.process_batch(rows, **keys),
         )
 
     def process_batch(
