@@ -31,16 +31,23 @@ class LLMResult:
     completion_tokens: int = 0
     status: int | None = None
     tool_calls: list[dict] | None = field(default=None, compare=False)
+    #: why the model stopped, as the server said (``"stop"``, ``"length"`` = cut at max_tokens, ...)
+    finish_reason: str | None = field(default=None, compare=False)
 
     @classmethod
     def success(cls, text: str, **kw: Any) -> "LLMResult":
         return cls(text=text, **kw)
 
     @classmethod
-    def failure(cls, reason: str, status: int | None = None) -> "LLMResult":
+    def failure(cls, reason: str, status: int | None = None, finish_reason: str | None = None) -> "LLMResult":
         if not reason:
             raise ValueError("a failed LLMResult needs a reason")
-        return cls(text=None, reason=reason, status=status)
+        return cls(text=None, reason=reason, status=status, finish_reason=finish_reason)
+
+    @property
+    def truncated(self) -> bool:
+        """The reply was cut at the token limit (``finish_reason == "length"``)."""
+        return self.finish_reason == "length"
 
     @property
     def ok(self) -> bool:
@@ -86,7 +93,9 @@ class LLMServingABC(abc.ABC):
     """Base of all serving backends.
 
     Subclasses implement ``_generate(conversations, schemas)``; the two public entry points
-    build the conversations and keep the statistics.
+    build the conversations and keep the statistics. Backends that send request fields (the
+    HTTP client, the embedded model) also override ``_generate_with_options`` so that per-request
+    ``options`` (``{"temperature": 0.7, "seed": 2}``) reach the request and its cache key.
     """
 
     model_name: str = "unknown"
@@ -100,9 +109,12 @@ class LLMServingABC(abc.ABC):
         user_inputs: Sequence[str],
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         json_schema: "dict | Sequence[dict | None] | None" = None,
+        *,
+        options: "Sequence[dict | None] | None" = None,
     ) -> list[LLMResult]:
         """One plain prompt per input, each with the same system prompt. ``json_schema`` is one
-        schema for every input, or a list with one schema (or ``None``) per input."""
+        schema for every input, or a list with one schema (or ``None``) per input; ``options`` as
+        for ``generate_from_conversations``."""
         conversations = []
         for text in user_inputs:
             conv: Conversation = []
@@ -110,18 +122,27 @@ class LLMServingABC(abc.ABC):
                 conv.append({"role": "system", "content": system_prompt})
             conv.append({"role": "user", "content": text})
             conversations.append(conv)
-        return self.generate_from_conversations(conversations, json_schema=json_schema)
+        return self.generate_from_conversations(conversations, json_schema=json_schema, options=options)
 
     def generate_from_conversations(
         self,
         conversations: Sequence[Conversation],
         json_schema: "dict | Sequence[dict | None] | None" = None,
+        *,
+        options: "Sequence[dict | None] | None" = None,
     ) -> list[LLMResult]:
         """One reply per conversation (a list of OpenAI chat messages), in order. ``json_schema``
-        is one schema for every conversation, or a list with one schema (or ``None``) each."""
+        is one schema for every conversation, or a list with one schema (or ``None``) each.
+        ``options``, when given, has one entry per conversation: extra request fields for that
+        request only (e.g. ``{"temperature": 0.7, "seed": 2}`` for an independent sample), or
+        ``None``; a backend with no such fields (``FakeLLMServing``) records and ignores them."""
         conversations = [list(c) for c in conversations]
         if not conversations:
             return []
+        if options is not None:
+            options = [dict(o) if o else None for o in options]
+            if len(options) != len(conversations):
+                raise ValueError(f"options has {len(options)} entries for {len(conversations)} conversations")
         if isinstance(json_schema, (list, tuple)):
             schemas = list(json_schema)
             if len(schemas) != len(conversations):
@@ -130,7 +151,10 @@ class LLMServingABC(abc.ABC):
                 )
         else:
             schemas = [json_schema] * len(conversations)
-        results = self._generate(conversations, schemas)
+        if options is not None and any(options):
+            results = self._generate_with_options(conversations, schemas, options)
+        else:
+            results = self._generate(conversations, schemas)
         if len(results) != len(conversations):
             raise RuntimeError(
                 f"{type(self).__name__} returned {len(results)} results for {len(conversations)} inputs"
@@ -153,6 +177,12 @@ class LLMServingABC(abc.ABC):
     ) -> list[LLMResult]:
         """Return one ``LLMResult`` per conversation, in order; ``schemas[i]`` is the JSON schema
         the reply to ``conversations[i]`` must follow (``None``: free text)."""
+
+    def _generate_with_options(
+        self, conversations: list[Conversation], schemas: list[dict | None], options: list[dict | None]
+    ) -> list[LLMResult]:
+        """``_generate`` with per-request fields; by default the fields are ignored."""
+        return self._generate(conversations, schemas)
 
     def __enter__(self):
         return self

@@ -1,9 +1,14 @@
 """Structured output: a pydantic model defines the shape once; we send its JSON schema and
 validate the reply against it.
 
+Property order is part of the request: llama.cpp's grammar and OpenAI's structured outputs make
+the model write fields in schema order, so ``schema_for`` keeps the model's declared order (put
+reasoning fields before verdicts) and nothing on the way to the server may sort it.
+
 Backends that honour ``response_format`` return bare JSON; others wrap it in fences or prose, so
 ``extract_json`` looks for the first JSON value it can decode. A reply that still does not validate
-is a row failure whose reason is the validation error.
+is a row failure whose reason is the validation error; a reply cut at the token limit is
+``truncated: ...``, whatever JSON fragment it holds.
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 def _schema_cached(model: type[BaseModel]) -> str:
     schema = model.model_json_schema()
     _close_objects(schema)
-    return json.dumps(schema, sort_keys=True)
+    return json.dumps(schema)  # not sort_keys: the declared property order is what the model writes
 
 
 def schema_for(model: type[BaseModel]) -> dict:
     """JSON schema for ``model``, with every object closed (``additionalProperties: false``),
-    which OpenAI's strict structured output and llama.cpp's grammar both take."""
+    which OpenAI's strict structured output and llama.cpp's grammar both take. Properties come in
+    the order the model declares its fields (a fresh copy on every call)."""
     return json.loads(_schema_cached(model))
 
 
@@ -75,6 +81,19 @@ def extract_json(text: str) -> Any:
     raise ValueError(f"no JSON value found in reply: {_clip(stripped)}")
 
 
+def _is_whole_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _tail(text: str, n: int = 80) -> str:
+    text = " ".join(text.split())
+    return text[-n:]
+
+
 def _clip(text: str, n: int = 120) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 3] + "..."
@@ -95,9 +114,17 @@ class Parsed(Generic[T]):
 def parse_reply(result: LLMResult, model: type[T]) -> Parsed[T]:
     """Validate one LLM result against ``model``. Failed requests and invalid replies both come
     back as ``Parsed(value=None, reason=...)``; the reason starts with a short code:
-    ``llm_error:`` or ``invalid_reply:``."""
+    ``llm_error:``, ``truncated:`` (cut at max_tokens before its JSON was complete) or
+    ``invalid_reply:``."""
+    if result.truncated and not result.ok:
+        return Parsed(None, f"truncated: {result.reason}")
     if not result.ok:
         return Parsed(None, f"llm_error: {result.reason}")
+    if result.truncated and not _is_whole_json(result.text or ""):
+        # an inner fragment of a cut reply may decode and even validate: never read it as data
+        tokens = f" after {result.completion_tokens} tokens" if result.completion_tokens else ""
+        return Parsed(None, f"truncated: the reply reached the token limit (max_tokens){tokens} before "
+                            f"its JSON was complete; it ends: ...{_tail(result.text or '')}")
     try:
         data = extract_json(result.text or "")
     except ValueError as exc:

@@ -57,6 +57,7 @@ class _Job:
     messages: Conversation
     key: str | None
     schema: dict | None = None  # the JSON schema the reply must follow (None: free text)
+    options: dict | None = None  # request fields for this request only (temperature, seed, ...)
     body: bytes | None = None  # the request JSON, encoded at the first attempt
     attempt: int = 0
     down_retries: int = 0  # connect failures while every endpoint was down (not counted in attempt)
@@ -186,12 +187,20 @@ class APILLMServing_request(LLMServingABC):
             self._cache = None
 
     # -- the batch ------------------------------------------------------------------------------
-    def _payload(self, messages: Conversation, json_schema: dict | None) -> dict:
-        payload: dict[str, Any] = dict(self.extra_body)
+    def _fields(self, options: dict | None) -> tuple[float | None, dict]:
+        """``(temperature, extra body)`` of one request: the client's, overridden by ``options``."""
+        if not options:
+            return self.temperature, self.extra_body
+        extra = {**self.extra_body, **{k: v for k, v in options.items() if k != "temperature"}}
+        return options.get("temperature", self.temperature), extra
+
+    def _payload(self, messages: Conversation, json_schema: dict | None, options: dict | None = None) -> dict:
+        temperature, extra = self._fields(options)
+        payload: dict[str, Any] = dict(extra)
         payload["model"] = self.model_name
         payload["messages"] = messages
-        if self.temperature is not None:
-            payload["temperature"] = self.temperature
+        if temperature is not None:
+            payload["temperature"] = temperature
         if json_schema is not None:
             payload["response_format"] = {
                 "type": "json_schema",
@@ -200,26 +209,31 @@ class APILLMServing_request(LLMServingABC):
         return payload
 
     def _generate(self, conversations: list[Conversation], schemas: list[dict | None]) -> list[LLMResult]:
+        return self._generate_with_options(conversations, schemas, [None] * len(conversations))
+
+    def _generate_with_options(self, conversations: list[Conversation], schemas: list[dict | None],
+                               options: list[dict | None]) -> list[LLMResult]:
         n = len(conversations)
         results: list[LLMResult | None] = [None] * n
         cache = self.cache
         jobs: list[_Job] = []
         if cache is not None:
-            keys = [request_key(self.model_name, c, self.temperature, self.extra_body, schema)
-                    for c, schema in zip(conversations, schemas)]
+            keys = [request_key(self.model_name, c, *self._fields(opts), schema)
+                    for c, schema, opts in zip(conversations, schemas, options)]
             hits = cache.get_many(keys)
             by_key: dict[str, _Job] = {}
             for i, key in enumerate(keys):
                 hit = hits.get(key)
                 if hit is not None:
-                    results[i] = LLMResult(text=hit.text, cached=True, tool_calls=hit.tool_calls)
+                    results[i] = LLMResult(text=hit.text, cached=True, tool_calls=hit.tool_calls,
+                                           finish_reason=hit.finish_reason)
                 elif key in by_key:  # identical request in this batch: ask once
                     by_key[key].positions.append(i)
                 else:
-                    by_key[key] = job = _Job([i], conversations[i], key, schemas[i])
+                    by_key[key] = job = _Job([i], conversations[i], key, schemas[i], options[i])
                     jobs.append(job)
         else:
-            jobs = [_Job([i], c, None, schemas[i]) for i, c in enumerate(conversations)]
+            jobs = [_Job([i], c, None, schemas[i], options[i]) for i, c in enumerate(conversations)]
         if jobs:
             n_cached = n - sum(len(j.positions) for j in jobs)
             self._before_send()
@@ -361,6 +375,7 @@ class _BatchRun:
             if job.key is not None:
                 self.pending_cache.append((job.key, CachedResponse(
                     result.text or "", result.prompt_tokens, result.completion_tokens, result.tool_calls,
+                    result.finish_reason,
                 ), self.owner.model_name))
                 if not self.flush_scheduled:
                     self.flush_scheduled = True
@@ -409,7 +424,7 @@ class _BatchRun:
 
         owner = self.owner
         if job.body is None:
-            job.body = _dumps(owner._payload(job.messages, job.schema))
+            job.body = _dumps(owner._payload(job.messages, job.schema, job.options))
         ep = self.pick(job.avoid)
         job.avoid = ep
         owner.stats.requests_sent += 1
@@ -563,12 +578,13 @@ def _parse_reply(raw: bytes) -> _Attempt:
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         return _Attempt(reason=f"malformed response: {type(exc).__name__}: {_clip(str(exc), 120)}; "
                                f"body: {_short_body(raw, 80)}", status=200)
+    finish = choice.get("finish_reason") if isinstance(choice, dict) else None
     if not content and not tool_calls:  # an empty reply is a failure, never "" as data
-        finish = choice.get("finish_reason")
-        return _Attempt(result=LLMResult.failure(f"empty reply (finish_reason={finish})", status=200))
+        return _Attempt(result=LLMResult.failure(f"empty reply (finish_reason={finish})", status=200,
+                                                 finish_reason=finish))
     return _Attempt(result=LLMResult.success(content or "", prompt_tokens=prompt_tokens,
                                              completion_tokens=completion_tokens, status=200,
-                                             tool_calls=tool_calls))
+                                             tool_calls=tool_calls, finish_reason=finish))
 
 
 def _retry_after(headers) -> float | None:

@@ -13,7 +13,8 @@ body). Whether a request is faulted is a deterministic function of ``seed``, the
 how many times that body was seen, so a run is reproducible whatever the arrival order.
 ``max_faults_per_request`` caps injected faults per distinct body (so retries always recover).
 
-The ``responder(messages, json_schema)`` returns the reply text, a dict/list (sent as JSON), or a
+The ``responder(messages, json_schema)`` returns the reply text, a dict/list (sent as JSON), an
+``LLMResult`` (its text, sent with its ``finish_reason``, e.g. ``"length"`` for a cut reply), or a
 ``FakeFault`` (returned or raised) for a permanent failure of that request; any other exception is
 a 500. Without a responder the reply is deterministic text, or for a ``json_schema``
 ``response_format`` a minimal instance of the schema.
@@ -40,6 +41,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from ..core.llm import LLMResult
 from ._aio import new_event_loop, run_new_loop
 from .schema_instance import instance_for
 
@@ -327,6 +329,11 @@ class _FakeApp:
             return FakeFault("500", f"responder raised {type(exc).__name__}: {exc}"), None
         if isinstance(reply, FakeFault):
             return reply, None
+        finish_reason = "stop"
+        if isinstance(reply, LLMResult):
+            if not reply.ok:
+                return FakeFault("500", reply.reason or "failed"), None
+            reply, finish_reason = reply.text, reply.finish_reason or "stop"
         content = reply if isinstance(reply, str) else json.dumps(reply, ensure_ascii=False)
         prompt_text = "".join(str(m.get("content") or "") for m in messages if isinstance(m, dict))
         prompt_tokens, completion_tokens = _tokens(prompt_text), _tokens(content)
@@ -336,7 +343,7 @@ class _FakeApp:
             "created": int(time.time()),
             "model": body.get("model") or st.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": "stop"}],
+                         "finish_reason": finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }

@@ -1,8 +1,10 @@
 """Content-addressed cache of LLM responses: request hash -> reply text and token usage.
 
 The key is the sha256 of the canonical JSON of what determines a reply (model, messages,
-temperature, extra body parameters, JSON schema) and nothing else: no URL, no API key. Only
-successful replies are stored. Each reply is committed as it arrives (SQLite in WAL mode,
+temperature, extra body parameters, JSON schema) and nothing else: no URL, no API key. Canonical
+means sorted keys, except the order of a JSON schema's ``properties``, which the model follows
+when it writes the reply (so a reordered schema is a new request). Only successful replies are
+stored, with their ``finish_reason`` (a reply cut at max_tokens stays known as cut). Each reply is committed as it arrives (SQLite in WAL mode,
 ``synchronous=NORMAL``: a killed process loses nothing committed), so a crash mid-batch loses no
 finished request and a rerun of unchanged requests makes no HTTP call.
 """
@@ -29,13 +31,26 @@ def request_key(
     extra_body: dict | None = None,
     json_schema: dict | None = None,
 ) -> str:
-    """The content address of one request (hex sha256)."""
+    """The content address of one request (hex sha256). Dict keys are sorted, but the property
+    order of ``json_schema`` (at every level) is kept: it is part of what the model sees."""
     canonical = json.dumps(
         {"v": _SCHEMA_VERSION, "model": model, "messages": messages, "temperature": temperature,
-         "extra_body": extra_body or {}, "json_schema": json_schema},
+         "extra_body": extra_body or {}, "json_schema": _ordered_properties(json_schema)},
         sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str,
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _ordered_properties(node: Any) -> Any:
+    """``node`` with every schema ``properties`` mapping turned into a list of ``[name, schema]``
+    pairs, so that sorting keys for the hash cannot erase the property order."""
+    if isinstance(node, dict):
+        return {key: ([[name, _ordered_properties(sub)] for name, sub in value.items()]
+                      if key == "properties" and isinstance(value, dict) else _ordered_properties(value))
+                for key, value in node.items()}
+    if isinstance(node, list):
+        return [_ordered_properties(value) for value in node]
+    return node
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,7 @@ class CachedResponse:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     tool_calls: list | None = None
+    finish_reason: str | None = None
 
 
 class ResponseCache:
@@ -152,6 +168,8 @@ def _encode(resp: CachedResponse) -> str:
                             "completion_tokens": resp.completion_tokens}
     if resp.tool_calls:
         data["tool_calls"] = resp.tool_calls
+    if resp.finish_reason:
+        data["finish_reason"] = resp.finish_reason
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -162,4 +180,5 @@ def _decode(raw: str) -> CachedResponse:
     return CachedResponse(
         text=data["text"], prompt_tokens=int(data.get("prompt_tokens", 0)),
         completion_tokens=int(data.get("completion_tokens", 0)), tool_calls=data.get("tool_calls"),
+        finish_reason=data.get("finish_reason"),
     )
