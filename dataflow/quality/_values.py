@@ -1,0 +1,325 @@
+"""Values as the quality checks compare them: the leaves of a JSON value, numbers however they are
+written, words folded for plurals, dates and times, and ``Evidence``, an index of the texts a value
+may come from.
+
+Readings (shared by grounding, echo and answer checks, so they agree on what "the same value" is):
+
+- a number is the same whether written ``1,000``, ``1000``, ``1000.0``, ``1e3``, ``$1,000`` or
+  ``1k``; ``15%`` also reads as ``0.15``; the words ``zero``..``twenty``, the tens, ``hundred``,
+  ``dozen`` and the ordinals ``first``..``twelfth`` are numbers; a number is read whole, so
+  ``10000`` never yields ``1000``;
+- a string is compared as its lower-case words (``similarity.normalize_text``) with a trailing
+  plural ``s``/``ies`` folded, contiguous and in order: ``New York`` is in ``I'm in new york city``
+  but not in ``York``;
+- a date is (year or None, month, day), read with dateutil from ISO or natural writing
+  (``2024-03-15``, ``March 15, 2024``, ``15th of March``, ``03/15/2024``); a time is (hour, minute).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import lru_cache
+from typing import Any, Iterator
+
+from .similarity import normalize_text
+
+# -- JSON leaves --------------------------------------------------------------------------------
+
+
+def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """``(path, leaf)`` for every non-container value inside ``value`` (dicts and lists are
+    walked; the path reads ``items[0].name``)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaves(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from leaves(item, f"{path}[{index}]")
+    else:
+        yield path, value
+
+
+def maybe_json(text: Any) -> Any:
+    """``text`` parsed when it is a JSON object or array, else ``text`` unchanged."""
+    if isinstance(text, str):
+        stripped = text.strip()
+        if stripped[:1] in ("{", "[") and stripped[-1:] in ("}", "]"):
+            try:
+                return json.loads(stripped)
+            except ValueError:
+                return text
+    return text
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def number_key(value: float) -> float:
+    """The comparison key of a number (rounding hides float noise such as ``1.1 * 1000``)."""
+    return round(float(value), 9)
+
+
+# -- numbers in text ----------------------------------------------------------------------------
+_NUMBER = re.compile(
+    r"(?<![\w.])(?P<sign>[-\u2212])?"
+    r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+    r"(?:[eE](?P<exp>[-+]?\d+))?(?!\d)"
+    r"(?P<scale>\s*(?:%|percent\b|per cent\b|k\b|thousand\b|million\b|mn\b|billion\b|bn\b))?",
+    re.IGNORECASE,
+)
+_SCALES = {"k": 1e3, "thousand": 1e3, "million": 1e6, "mn": 1e6, "billion": 1e9, "bn": 1e9}
+_WHOLE_NUMBER = re.compile(
+    r"^[\s$\u20ac\u00a3\u00a5]*[-\u2212+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+    r"(?:[eE][-+]?\d+)?\s*(?:%|[a-zA-Z]{1,3})?\s*$"
+)
+_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+          "fifteen sixteen seventeen eighteen nineteen twenty").split()
+_TENS = {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth").split()
+NUMBER_WORDS: dict[str, int] = {
+    **{word: n for n, word in enumerate(_UNITS)}, **_TENS, "hundred": 100, "dozen": 12,
+    **{word: n for n, word in enumerate(_ORDINALS, start=1)},
+}
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every number written in ``text`` (digits or number words), as floats; ``15%`` gives 15
+    and 0.15, ``2k`` gives 2 and 2000."""
+    out: list[float] = []
+    for match in _NUMBER.finditer(text):
+        value = float(match.group("num").replace(",", ""))
+        if match.group("exp"):
+            value *= 10.0 ** int(match.group("exp"))
+        if match.group("sign"):
+            value = -value
+        out.append(value)
+        scale = (match.group("scale") or "").strip().lower()
+        if scale in ("%", "percent", "per cent"):
+            out.append(value / 100)
+        elif scale in _SCALES:
+            out.append(value * _SCALES[scale])
+    words = normalize_text(text).split()
+    previous_tens = None
+    for word in words:
+        n = NUMBER_WORDS.get(word)
+        if n is not None:
+            out.append(float(n))
+            if previous_tens is not None and 0 < n < 10:
+                out.append(float(previous_tens + n))  # twenty five, twenty-five
+        previous_tens = _TENS.get(word) or (20 if word == "twenty" else None)
+    return out
+
+
+def as_number(value: Any) -> float | None:
+    """``value`` as a number when it is one or a string that is only a number (with an optional
+    currency sign, ``%`` or short unit: ``"$1,200"``, ``"1e3"``, ``"5km"``); else None."""
+    if is_number(value):
+        return float(value)
+    if isinstance(value, str) and _WHOLE_NUMBER.match(value):
+        found = numbers_in(value.replace("+", ""))
+        if found:
+            return found[0]
+    return None
+
+
+# -- words --------------------------------------------------------------------------------------
+
+
+def fold(word: str) -> str:
+    """A word with a trailing plural folded (``cities`` -> ``city``, ``recipes`` -> ``recipe``)."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def words(text: str) -> list[str]:
+    """Lower-case, plural-folded words and numbers of ``text``."""
+    return [fold(w) for w in normalize_text(text).split()]
+
+
+STOPWORDS = frozenset(
+    "a an the and or but of to in on at for from by with about as into than then so is are was were be been "
+    "being am do does did have has had i me my we our you your he she it its they them their this that these "
+    "those there here what which who whom whose when where why how can could would should will shall may might "
+    "must not no yes if also just very please thank thanks all any some each every more most other such only "
+    "own same too up down out over under again once".split()
+)
+
+
+# -- dates and times ----------------------------------------------------------------------------
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_DAY = r"\d{1,2}(?:st|nd|rd|th)?"
+_DATE_CANDIDATE = re.compile(
+    rf"\b(?:\d{{4}}-\d{{1,2}}-\d{{1,2}}"
+    rf"|\d{{1,2}}[/.]\d{{1,2}}[/.]\d{{2,4}}"
+    rf"|{_DAY}\s+(?:of\s+)?{_MONTH}(?:,?\s+\d{{4}})?"
+    rf"|{_MONTH}\s+{_DAY}(?:,?\s+\d{{4}})?)(?![\w])",
+    re.IGNORECASE,
+)
+_TIME_CANDIDATE = re.compile(
+    r"\b(?:\d{1,2}(?::\d{2}){1,2}(?:\s*[ap]\.?m\.?)?|\d{1,2}\s*[ap]\.?m\.?(?![a-z])|noon|midnight)",
+    re.IGNORECASE,
+)
+_ISO_DATE = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2}):(\d{2})(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\s*$")
+
+Date = tuple  # (year | None, month, day)
+Time = tuple  # (hour, minute)
+
+
+@lru_cache(maxsize=4096)
+def _parse_dates(candidate: str) -> tuple[Date, ...]:
+    """The dates a date-like phrase can mean (two for an ambiguous ``04/05/2024``)."""
+    from datetime import datetime
+
+    from dateutil import parser
+
+    iso = _ISO_DATE.match(candidate)
+    if iso:
+        return ((int(iso.group(1)), int(iso.group(2)), int(iso.group(3))),)
+    text = re.sub(r"\bof\b", " ", candidate, flags=re.IGNORECASE)
+    out = []
+    for dayfirst in (False, True):
+        try:
+            a = parser.parse(text, default=datetime(1904, 1, 1), dayfirst=dayfirst)
+            b = parser.parse(text, default=datetime(1908, 2, 2), dayfirst=dayfirst)
+        except (ValueError, OverflowError):
+            continue
+        if a.day != b.day or a.month != b.month:  # no day or month written
+            continue
+        date = (a.year if a.year == b.year else None, a.month, a.day)
+        if date not in out:
+            out.append(date)
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _parse_time(candidate: str) -> Time | None:
+    low = candidate.strip().lower()
+    if low == "noon":
+        return (12, 0)
+    if low == "midnight":
+        return (0, 0)
+    from dateutil import parser
+
+    try:
+        moment = parser.parse(low.replace(".", ""))
+    except (ValueError, OverflowError):
+        return None
+    return (moment.hour, moment.minute)
+
+
+def dates_in(text: str) -> set[Date]:
+    """Every date written in ``text``."""
+    found: set[Date] = set()
+    for match in _DATE_CANDIDATE.finditer(text):
+        found.update(_parse_dates(match.group(0)))
+    return found
+
+
+def times_in(text: str) -> set[Time]:
+    """Every clock time written in ``text`` (``7pm``, ``19:00``, ``7:30 a.m.``, ``noon``)."""
+    found = set()
+    for match in _TIME_CANDIDATE.finditer(text):
+        time = _parse_time(match.group(0))
+        if time is not None:
+            found.add(time)
+    return found
+
+
+def as_date_time(value: str) -> tuple[tuple[Date, ...], Time | None] | None:
+    """``(possible dates, time or None)`` when ``value`` is only a date, a time, or an ISO
+    date-time; else None."""
+    text = value.strip()
+    iso = _ISO_DATE.match(text)
+    if iso:
+        date = (int(iso.group(1)), int(iso.group(2)), int(iso.group(3)))
+        time = (int(iso.group(4)), int(iso.group(5))) if iso.group(4) else None
+        return (date,), time
+    match = _DATE_CANDIDATE.fullmatch(text)
+    if match:
+        dates = _parse_dates(text)
+        return (dates, None) if dates else None
+    match = _TIME_CANDIDATE.fullmatch(text)
+    if match:
+        time = _parse_time(text)
+        return ((), time) if time is not None else None
+    return None
+
+
+# -- evidence -----------------------------------------------------------------------------------
+
+
+class Evidence:
+    """An index of the texts a value may come from (user turns, tool results).
+
+    JSON texts are read as their leaf values (keys are not evidence). ``add`` extends the index,
+    so a conversation is indexed once, message by message.
+    """
+
+    def __init__(self, texts: Any = ()) -> None:
+        self.numbers: set[float] = set()
+        self.word_set: set[str] = set()
+        self._phrases: list[str] = []  # " w1 w2 ... " per text piece
+        self._joined: str | None = ""
+        self._raw: list[str] = []
+        self._dates: set[Date] | None = set()
+        self._times: set[Time] | None = set()
+        for text in texts:
+            self.add(text)
+
+    def add(self, text: Any) -> None:
+        value = maybe_json(text) if isinstance(text, str) else text
+        pieces = [value] if isinstance(value, str) else [leaf for _, leaf in leaves(value)]
+        for piece in pieces:
+            if is_number(piece):
+                self.numbers.add(number_key(piece))
+                continue
+            if not isinstance(piece, str) or not piece.strip():
+                continue
+            self._raw.append(piece)
+            self.numbers.update(number_key(n) for n in numbers_in(piece))
+            folded = words(piece)
+            self.word_set.update(folded)
+            self._phrases.append(" " + " ".join(folded) + " ")
+        self._joined = None
+        self._dates = None
+        self._times = None
+
+    def has_phrase(self, folded_words: list[str]) -> bool:
+        """True when these (folded) words stand together, in order, in one text piece."""
+        if not folded_words:
+            return False
+        if self._joined is None:
+            self._joined = "\n".join(self._phrases)
+        return f" {' '.join(folded_words)} " in self._joined
+
+    def has_number(self, value: float) -> bool:
+        key = number_key(value)
+        if key in self.numbers or number_key(abs(value)) in self.numbers:
+            return True
+        # "a"/"an" stand for one ("book a table" -> 1 table)
+        return key == 1.0 and bool(self.word_set & {"a", "an", "single"})
+
+    @property
+    def dates(self) -> set[Date]:
+        if self._dates is None:
+            self._dates = set().union(*(dates_in(t) for t in self._raw)) if self._raw else set()
+        return self._dates
+
+    @property
+    def times(self) -> set[Time]:
+        if self._times is None:
+            self._times = set().union(*(times_in(t) for t in self._raw)) if self._raw else set()
+        return self._times
+
+    def has_date(self, candidates: tuple[Date, ...]) -> bool:
+        for year, month, day in candidates:
+            for seen_year, seen_month, seen_day in self.dates:
+                if (seen_month, seen_day) == (month, day) and (seen_year is None or year is None or seen_year == year):
+                    return True
+        return False

@@ -1,0 +1,205 @@
+"""Are a call's argument values taken from the conversation, and does its result say anything new?
+
+``ungrounded_arguments(arguments, tool, context)`` lists every leaf argument value that neither
+stands in the context (earlier user turns and tool results) nor comes from the tool's spec;
+``result_echoes_arguments(arguments, result)`` tells a result that only repeats its call.
+
+Problem codes (``"<code>: <detail>"``):
+
+- ``ungrounded_argument``: e.g. ``ungrounded_argument: budget_us=1000 appears in no earlier user
+  turn or tool result``;
+- ``result_echoes_arguments``: e.g. ``result_echoes_arguments: the result only repeats the
+  arguments (budget_us=1000)``.
+
+What grounds a value (see ``_values`` for how numbers, words and dates are compared):
+
+- a number that stands in the context, however written (``$1,200`` grounds ``1200``; ``three``
+  grounds ``3``; ``1`` is also grounded by the article ``a``/``an``); a value derived by
+  arithmetic or unit conversion is not grounded (a tool should compute it);
+- a string whose words stand together, in order, in one context text; a list written as one
+  string (``"vegan, gluten-free"``) is grounded part by part; a string of five or more words
+  (a message the assistant composes) is grounded when the numbers in it are and at least 60% of
+  its content words appear in the context;
+- a date or time written differently (``2024-03-15`` and ``March 15th``; ``19:00`` and
+  ``7pm``); a date written without a year grounds any year. Relative dates (``tomorrow``) ground
+  nothing: the assistant does not know today's date unless a text says it;
+- from the spec: a boolean, an enum or ``const`` member, the parameter's ``default``, or an empty
+  value (``None``, ``""``, ``[]``, ``{}``) of an optional parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Sequence
+
+from ._values import (
+    STOPWORDS, Evidence, as_date_time, as_number, is_number, leaves, maybe_json, number_key, numbers_in, words,
+)
+
+_LIST_SEPARATOR = re.compile(r"\s*(?:[,;/]|\band\b|\bor\b|&)\s*", re.IGNORECASE)
+_LONG_TEXT_WORDS = 5
+_LONG_TEXT_COVERAGE = 0.6
+_SHOW_CHARS = 60
+
+
+def ungrounded_arguments(arguments: dict, tool: dict | None, context: Sequence[str]) -> list[str]:
+    """Problems ``"ungrounded_argument: <path>=<value> ..."``, one per leaf value of
+    ``arguments`` that is neither in ``context`` nor allowed by ``tool``'s spec; ``[]`` when every
+    value is grounded.
+
+    ``arguments``: the call's arguments, e.g. ``{"city": "Oslo", "days": 3}`` (lists and nested
+    objects are walked to their leaves). ``tool``: the OpenAI spec of the called function
+    ``{"type": "function", "function": {"name", "description", "parameters"}}`` (a bare
+    ``{"name", "parameters"}`` works too), or None. ``context``: the texts before the call, each a
+    user turn or a tool result (JSON results are read as their values, not their keys).
+    """
+    evidence = context if isinstance(context, Evidence) else Evidence(context)
+    return grounding_problems(arguments, tool, evidence)
+
+
+def grounding_problems(arguments: dict, tool: dict | None, evidence: Evidence) -> list[str]:
+    """``ungrounded_arguments`` against an ``Evidence`` index that the caller keeps (a
+    conversation is indexed once, message by message)."""
+    if not isinstance(arguments, dict):
+        return []
+    parameters = _parameters(tool)
+    problems = []
+    for path, value, schema, optional in _leaves_with_schema(arguments, parameters):
+        if _allowed_by_spec(value, schema, optional) or _grounded(value, evidence):
+            continue
+        problems.append(f"ungrounded_argument: {path}={_show(value)} appears in no earlier user turn or tool result")
+    return problems
+
+
+def result_echoes_arguments(arguments: dict, result: Any) -> str | None:
+    """``"result_echoes_arguments: ..."`` when every leaf value of ``result`` (a JSON text or a
+    parsed value; booleans and nulls aside) is one of the call's argument values, e.g. the result
+    ``{"budget_us": 1000}`` of a call with ``{"budget_us": 1000}``; None otherwise (also when the
+    result has no value of its own to compare, like ``{"ok": true}``)."""
+    values = [leaf for _, leaf in leaves(maybe_json(result)) if leaf is not None and not isinstance(leaf, bool)]
+    values = [v for v in values if not (isinstance(v, str) and not v.strip())]
+    if not values or not isinstance(arguments, dict):
+        return None
+    argument_keys = {_value_key(leaf) for _, leaf in leaves(arguments)}
+    if all(_value_key(v) in argument_keys for v in values):
+        shown = ", ".join(f"{p}={_show(v)}" for p, v in leaves(arguments))
+        return f"result_echoes_arguments: the result only repeats the arguments ({shown})"
+    return None
+
+
+# -- spec ---------------------------------------------------------------------------------------
+
+
+def _parameters(tool: dict | None) -> dict:
+    if not isinstance(tool, dict):
+        return {}
+    body = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    parameters = body.get("parameters")
+    return parameters if isinstance(parameters, dict) else {}
+
+
+def _leaves_with_schema(value: Any, schema: Any, path: str = "", optional: bool = False):
+    """``(path, leaf, leaf schema, optional)`` for every leaf of ``value``."""
+    schema = schema if isinstance(schema, dict) else {}
+    if isinstance(value, dict):
+        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        required = schema.get("required") if isinstance(schema.get("required"), list) else []
+        if not value:
+            yield path, value, schema, optional
+        for key, item in value.items():
+            yield from _leaves_with_schema(
+                item, properties.get(key), f"{path}.{key}" if path else str(key), key not in required
+            )
+    elif isinstance(value, list):
+        if not value:
+            yield path, value, schema, optional
+        for index, item in enumerate(value):
+            yield from _leaves_with_schema(item, schema.get("items"), f"{path}[{index}]", False)
+    else:
+        yield path, value, schema, optional
+
+
+def _allowed_by_spec(value: Any, schema: dict, optional: bool) -> bool:
+    if isinstance(value, bool):
+        return True
+    if value is None or value == "" or value == [] or value == {}:
+        return optional
+    for branch in [schema, *_branches(schema)]:
+        if "default" in branch and _same(value, branch["default"]):
+            return True
+        if "const" in branch and _same(value, branch["const"]):
+            return True
+        enum = branch.get("enum")
+        if isinstance(enum, list) and any(_same(value, member) for member in enum):
+            return True
+    return False
+
+
+def _branches(schema: dict) -> list[dict]:
+    out = []
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list):
+            out.extend(b for b in schema[key] if isinstance(b, dict))
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    return _value_key(a) == _value_key(b)
+
+
+def _value_key(value: Any) -> Any:
+    number = as_number(value)
+    if number is not None:
+        return ("n", number_key(number))
+    if isinstance(value, str):
+        return ("s", " ".join(words(value)))
+    if isinstance(value, (dict, list)):
+        return ("j", json.dumps(value, sort_keys=True, default=str))
+    return ("o", value)
+
+
+# -- grounding ----------------------------------------------------------------------------------
+
+
+def _grounded(value: Any, evidence: Evidence) -> bool:
+    if is_number(value):
+        return evidence.has_number(value)
+    if not isinstance(value, str):
+        return False
+    text = value.strip().strip("\"'\u201c\u201d\u2018\u2019").strip()
+    if not text:
+        return False
+    folded = words(text)
+    if evidence.has_phrase(folded):
+        return True
+    number = as_number(text)
+    if number is not None:
+        return evidence.has_number(number)
+    moment = as_date_time(text)
+    if moment is not None:
+        dates, time = moment
+        return (not dates or evidence.has_date(dates)) and (time is None or time in evidence.times)
+    parts = [p for p in _LIST_SEPARATOR.split(text) if p.strip()]
+    if len(parts) > 1 and all(_grounded(p, evidence) for p in parts):
+        return True
+    if len(folded) >= _LONG_TEXT_WORDS:
+        return _composed_text_grounded(text, folded, evidence)
+    return False
+
+
+def _composed_text_grounded(text: str, folded: list[str], evidence: Evidence) -> bool:
+    """A longer text the assistant writes (a message, a note): its numbers must be grounded and
+    most of its content words must come from the context."""
+    if not all(evidence.has_number(n) for n in numbers_in(text)):
+        return False
+    content = [w for w in folded if w not in STOPWORDS and not w.isdigit()]
+    if not content:
+        return False
+    known = sum(1 for w in content if w in evidence.word_set)
+    return known / len(content) >= _LONG_TEXT_COVERAGE
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= _SHOW_CHARS else text[: _SHOW_CHARS - 3] + "..."
