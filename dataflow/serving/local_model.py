@@ -34,7 +34,8 @@ class LocalModelLLMServing(APILLMServing_request):
 
     Args:
         model_path: a ``.gguf`` file, or a known model name (``qwen2.5-coder-0.5b-instruct``,
-            ``smollm2-135m-instruct``); default: env ``DF_LOCAL_MODEL``, else the default model.
+            ``qwen2.5-coder-1.5b-instruct``, ``smollm2-135m-instruct``); default: env
+            ``DF_LOCAL_MODEL``, else the default model.
         model_name: the name sent in requests and recorded in caches/manifests (default: the
             known model's name, or the GGUF file name without ``.gguf``).
         model_sha256: for a user GGUF file, refuse it unless its sha256 matches.

