@@ -1,10 +1,12 @@
 """Single-turn function-calling data synthesis and verification (APIGen).
 
-tools + seed QA -> DataSampler (few-shot examples, related tools) -> APIGenGenerator (query/answer
-pairs, structured output) -> FormatChecker (every call against its JSON Schema) -> ExecutionChecker
-(real functions of example_data/APIGen/tools.py, in a sandboxed worker) -> SemanticChecker (LLM
-judge) -> stage table -> stratified train/validation split -> OpenAI chat, ShareGPT/Hermes and
-seed-000 chat-message JSONL.
+tools + seed QA -> DataSampler (few-shot examples for other tools, related tools) -> APIGenGenerator
+(query/answer pairs, structured output; a copied example or an invented argument is re-asked once)
+-> NoveltyFilter (drops queries that copy a few-shot example or seed row, or repeat a query)
+-> FormatChecker (every call against its JSON Schema; every argument value grounded in the query)
+-> ExecutionChecker (real functions of example_data/APIGen/tools.py, in a sandboxed worker)
+-> SemanticChecker (LLM judge) -> stage table -> stratified train/validation split -> OpenAI chat
+(user, then assistant with tool_calls), ShareGPT/Hermes and seed-000 chat-message JSONL.
 
 Backend: an OpenAI-compatible endpoint when ``DF_API_URL`` is set (``DF_MODEL``, ``DF_API_KEY``),
 otherwise the embedded local model. Run from this folder (``python apigen_synthesis.py``) or from
@@ -24,6 +26,7 @@ from dataflow.operators.apigen import (
     DataSampler,
     ExecutionChecker,
     FormatChecker,
+    NoveltyFilter,
     SemanticChecker,
     format_stage_table,
     load_generator_config,
@@ -58,10 +61,12 @@ class APIGenPipeline:
         config = load_generator_config(data / "generator_config.yaml")
         self.system_prompt = (data / "system_prompt.txt").read_text(encoding="utf-8").strip()
 
-        self.sampler = DataSampler(seed_examples=data / "seed_qa.jsonl",
+        self.sampler = DataSampler(seed_examples=data / "seed_qa.jsonl", example_tools="other",
                                    num_examples=int(config.get("examples_per_prompt", 3)),
                                    extra_tools=int(config.get("extra_tools", 1)))
-        self.generator = APIGenGenerator(llm_serving=self.llm_serving, config=config)
+        seeds = data / "seed_qa.jsonl"
+        self.generator = APIGenGenerator(llm_serving=self.llm_serving, config=config, seed_examples=seeds)
+        self.novelty_filter = NoveltyFilter(seed_examples=seeds)
         self.format_checker = FormatChecker()
         self.execution_checker = ExecutionChecker(module_path=data / "tools.py", timeout=5.0, memory_mb=512)
         self.semantic_checker = SemanticChecker(llm_serving=self.llm_serving)
@@ -69,12 +74,15 @@ class APIGenPipeline:
     def run(self) -> dict:
         self.sampler.run(self.storage.step(), input_tools_key="function")
         self.generator.run(self.storage.step(), input_tools_key="tools", input_examples_key="examples")
-        self.format_checker.run(self.storage.step(), input_answers_key="answers", input_tools_key="tools")
+        self.novelty_filter.run(self.storage.step(), input_query_key="query", input_examples_key="examples")
+        self.format_checker.run(self.storage.step(), input_answers_key="answers", input_tools_key="tools",
+                                input_query_key="query")
         self.execution_checker.run(self.storage.step(), input_answers_key="answers")
         self.semantic_checker.run(self.storage.step(), input_query_key="query", input_answers_key="answers",
                                   input_tools_key="tools", input_results_key="execution_results")
 
-        table = stage_table(self.storage.reports, duplicates_dropped=self.generator.duplicates_dropped)
+        table = stage_table(self.storage.reports, duplicates_dropped=self.generator.duplicates_dropped,
+                            reasked=self.generator.reasked)
         print(format_stage_table(table), flush=True)
         write_stage_table(table, self.cache_path / "apigen_stage_table.json")
 
@@ -84,14 +92,16 @@ class APIGenPipeline:
 
     def export(self, rows: list[dict]) -> None:
         """Split by call signature and write the fine-tuning files to ``out_dir``
-        (default ``<cache>/apigen_export``)."""
+        (default ``<cache>/apigen_export``). Each example is the query and the verified calls
+        (xLAM/APIGen style): the execution results verified the calls but are not part of the
+        example, which would otherwise need a final assistant answer after them."""
         out_dir = self.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         result = stratified_split(rows, test_size=0.2, seed=0)
         print(result.summary(), flush=True)
         atomic_write_text(out_dir / "split_report.json", json.dumps(result.report(), indent=2) + "\n")
         for part, part_rows in (("train", result.train), ("validation", result.validation)):
-            for fmt, options in (("openai", {"results_key": "execution_results"}), ("hermes", {}),
+            for fmt, options in (("openai", {}), ("hermes", {}),
                                  ("chat_message", {"system_prompt": self.system_prompt})):
                 atomic_write_jsonl(out_dir / f"{part}_{fmt}.jsonl",
                                    (convert_row(row, fmt, **options) for row in part_rows))

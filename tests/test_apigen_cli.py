@@ -65,7 +65,8 @@ def test_four_subcommands_on_the_example_files(tmp_path, apigen_server):
     assert table["verified"] == len(kept) and table["generated"] == len(rows)
     rejected = read_jsonl(tmp_path / "verified.rejected.jsonl")
     assert len(rejected) + len(kept) == len(rows)
-    assert all(r["_reason"].split(":")[0] in {"failed_format", "failed_execution", "failed_semantic"} for r in rejected)
+    assert all(r["_reason"].split(":")[0] in {"failed_format", "failed_grounding", "failed_execution", "failed_semantic"}
+               for r in rejected)
 
     train, val, test = tmp_path / "train.jsonl", tmp_path / "val.jsonl", tmp_path / "test.jsonl"
     r = dataflow_cli("split", "--input-file-path", str(DATA / "seed_qa.jsonl"), "--train-output-path", str(train),
@@ -89,15 +90,17 @@ def test_four_subcommands_on_the_example_files(tmp_path, apigen_server):
 def test_verify_without_llm_and_bad_input(tmp_path):
     bad = tmp_path / "gen.jsonl"
     bad.write_text(json.dumps({"query": "q", "function_calls": [{"function_name": "prime_factors", "arguments": {"n": "12"}}]}) + "\n"
-                   + json.dumps({"query": "r", "function_calls": [{"function_name": "prime_factors", "arguments": {"n": 12}}]}) + "\n")
+                   + json.dumps({"query": "Prime factors of 12?", "function_calls": [{"function_name": "prime_factors", "arguments": {"n": 12}}]}) + "\n"
+                   + json.dumps({"query": "Prime factors, please", "function_calls": [{"function_name": "prime_factors", "arguments": {"n": 12}}]}) + "\n")
     out = tmp_path / "ok.jsonl"
     r = dataflow_cli("apigen", "verify", "--generated-query-answer-path", str(bad),
                      "--function-definitions-path", str(DATA / "function_definitions.json"),
                      "--verified-query-answer-path", str(out), "--no-semantic")
     assert r.returncode == 0, r.stderr
     assert len(read_jsonl(out)) == 1
-    reason = read_jsonl(tmp_path / "ok.rejected.jsonl")[0]["_reason"]
-    assert reason == "failed_format: call 0 (prime_factors): argument 'n': \"12\" is not of type 'integer'"
+    reasons = [r["_reason"] for r in read_jsonl(tmp_path / "ok.rejected.jsonl")]
+    assert reasons == ["failed_format: call 0 (prime_factors): argument 'n': \"12\" is not of type 'integer'",
+                       "failed_grounding: call 0 (prime_factors): ungrounded_argument: n=12 is not in the query"]
 
 
 def test_register_adds_commands():
@@ -109,6 +112,35 @@ def test_register_adds_commands():
     register(group)
     assert set(group.commands) == {"apigen", "split", "convert"}
     assert set(group.commands["apigen"].commands) == {"generate", "verify"}
+
+
+def _check_single_turn_export(export: Path, cache: Path) -> None:
+    """Read the written OpenAI files back: each example is ``user`` then ``assistant`` (with
+    ``tool_calls``, or a plain answer when no tool fits), never a trailing ``tool`` message or
+    harness fields, and no query copies a few-shot example or seed row."""
+    from dataflow.operators.apigen import copied_example
+    from dataflow.operators.apigen.sampler import load_seed_examples
+
+    seeds = [e["query"] for e in load_seed_examples(DATA / "seed_qa.jsonl")]
+    rows = read_jsonl(export / "train_openai.jsonl") + read_jsonl(export / "validation_openai.jsonl")
+    assert rows
+    shown = {}
+    for row in read_jsonl(next(cache.glob("*step2.jsonl"))):  # the generator's output carries its examples
+        shown[row["query"]] = [e["query"] for e in row.get("examples") or []]
+    for row in rows:
+        messages = row["messages"]
+        assert [m["role"] for m in messages] == ["user", "assistant"], messages
+        assistant = messages[1]
+        if assistant.get("tool_calls"):
+            assert assistant["content"] is None
+            for call in assistant["tool_calls"]:
+                assert call["type"] == "function" and isinstance(json.loads(call["function"]["arguments"]), dict)
+        else:
+            assert assistant["content"]
+        query = messages[0]["content"]
+        assert copied_example(query, shown[query], seeds) is None, query
+    hermes = read_jsonl(export / "train_hermes.jsonl")
+    assert all([t["from"] for t in row["conversations"]] == ["system", "human", "gpt"] for row in hermes)
 
 
 @pytest.mark.parametrize("from_root", [True, False])
@@ -123,11 +155,12 @@ def test_example_pipeline_end_to_end_against_the_fake_server(tmp_path, apigen_se
     assert "APIGen stage table" in r.stdout and "pass rate" in r.stdout
     table = json.loads((cache / "apigen_stage_table.json").read_text())
     assert table["generated"] > 0 and 0 < table["verified"] <= table["generated"]
-    assert table["generated"] == (table["failed_format"] + table["failed_execution"] + table["failed_semantic"]
+    assert table["generated"] == (table["copied_example"] + table["duplicate_query"] + table["failed_format"]
+                                  + table["failed_grounding"] + table["failed_execution"] + table["failed_semantic"]
                                   + table["judge_errors"] + table["verified"])
+    assert table["reasked"] > 0  # the fake copies an example now and then; the generator asks again
     export = cache / "apigen_export"
-    train = [json.loads(l) for l in (export / "train_openai.jsonl").read_text().splitlines()]
-    assert train and all("tools" in row and row["messages"][0]["role"] == "user" for row in train)
+    _check_single_turn_export(export, cache)
     assert (export / "train_hermes.jsonl").exists() and (export / "train_chat_message.jsonl").exists()
     sent = apigen_server.request_count
     r2 = run()  # a rerun reuses every step: zero LLM calls

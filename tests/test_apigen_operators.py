@@ -32,10 +32,29 @@ def test_sampler_is_seeded_and_prefers_similar_examples():
     assert [o.rows for o in a] == [o.rows for o in b]
     out = [o.rows[0] for o in a]
     assert all(len(r["examples"]) == 2 and len(r["tools"]) == 2 for r in out)
-    # with a strong similarity weight, the examples mostly call the row's own function
-    strong = DataSampler(DATA / "seed_qa.jsonl", num_examples=1, similarity_weight=20, replacement=True, seed=0).process_batch(rows)
+    # example_tools="any" and a strong similarity weight: the examples mostly call the row's own function
+    strong = DataSampler(DATA / "seed_qa.jsonl", num_examples=1, similarity_weight=20, replacement=True, seed=0,
+                         example_tools="any").process_batch(rows)
     hits = sum(any(c["name"] == r.rows[0]["function"]["name"] for c in r.rows[0]["examples"][0]["answers"]) for r in strong)
     assert hits >= 8
+
+
+@pytest.mark.parametrize("replacement", [False, True])
+def test_sampler_shows_no_example_for_a_tool_in_the_prompt(replacement):
+    """The few-shot examples of a row call none of the tools in its prompt (its own or the extra
+    ones), so the easiest answer is not to hand an example back."""
+    rows = [{"type": "function", "function": t["function"]} for t in TOOLS] * 3
+    outcomes = DataSampler(DATA / "seed_qa.jsonl", num_examples=3, extra_tools=2, replacement=replacement,
+                           similarity_weight=20).process_batch(rows)
+    for outcome in outcomes:
+        row = outcome.rows[0]
+        shown = {t["function"]["name"] for t in row["tools"]}
+        assert len(row["examples"]) == 3 and len(shown) == 3
+        assert not shown & {c["name"] for e in row["examples"] for c in e["answers"]}
+    from dataflow.core.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        DataSampler(DATA / "seed_qa.jsonl", example_tools="mine")
 
 
 def test_sampler_without_replacement_uses_every_example_before_reuse():
@@ -74,7 +93,7 @@ def test_generator_one_row_per_pair_native_types_and_personas():
 
 def test_generator_malformed_missing_and_failed_replies_fail_the_row_with_reason():
     replies = iter(["not json at all", {"pairs": []}, {"wrong": 1}, LLMResult.failure("HTTP 500: boom"),
-                    {"pairs": [{"query": "ok?", "answers": [{"name": "prime_factors", "arguments": {"n": 12}}]}]}])
+                    {"pairs": [{"query": "Factorise 12?", "answers": [{"name": "prime_factors", "arguments": {"n": 12}}]}]}])
     gen = APIGenGenerator(FakeLLMServing(lambda m, s: next(replies)))
     outcomes = gen.process_batch(rows_of_tools(*["prime_factors"] * 5))
     assert [o.status for o in outcomes] == ["failed", "failed", "failed", "failed", "ok"]
@@ -92,6 +111,109 @@ def test_generator_drops_and_counts_duplicate_queries():
     assert [len(o.rows) for o in outcomes] == [2, 0] or outcomes[1].status == "filtered"
     assert outcomes[1].status == "filtered" and outcomes[1].reason.startswith("duplicate_query")
     assert gen.duplicates_dropped == 4
+
+
+EXAMPLE = {"query": "How many yen is 250 euros?",
+           "answers": [{"name": "convert_currency", "arguments": {"amount": 250, "from_currency": "EUR", "to_currency": "JPY"}}]}
+BMI_CALL = {"name": "calculate_bmi", "arguments": {"weight_kg": 82, "height_m": 1.9}}
+
+
+def _reasked(messages) -> bool:
+    return "Your previous answer was rejected" in messages[-1]["content"]
+
+
+def test_generator_reasks_once_when_a_query_copies_an_example_in_its_prompt():
+    """A reply that hands back a few-shot example is asked again with the reason; the new reply is kept."""
+    def responder(messages, schema):
+        if _reasked(messages):
+            return {"pairs": [{"query": "I weigh 82 kg and I'm 1.9 m tall; what's my BMI?", "answers": [BMI_CALL]}]}
+        return {"pairs": [{"query": "How many yen is 250 euros?", "answers": [BMI_CALL]}]}
+
+    serving = FakeLLMServing(responder)
+    gen = APIGenGenerator(serving, num_pairs=1)
+    outcomes = gen.process_batch([{"tools": [BY_NAME["calculate_bmi"]], "examples": [EXAMPLE]}])
+    assert len(serving.calls) == 2 and gen.reasked == 1
+    feedback = serving.calls[1][0][-1]["content"]
+    assert "copies an example" in feedback and "How many yen is 250 euros?" in feedback
+    assert [r["query"] for r in outcomes[0].rows] == ["I weigh 82 kg and I'm 1.9 m tall; what's my BMI?"]
+
+
+def test_generator_reasks_ungrounded_calls_and_keeps_the_first_replys_good_pairs():
+    good = {"query": "Is 1.9 m and 82 kg a healthy BMI?", "answers": [BMI_CALL]}
+    invented = {"query": "Calculate my BMI please.", "answers": [BMI_CALL]}
+
+    def responder(messages, schema):
+        if _reasked(messages):
+            return {"pairs": [{"query": "BMI for 70 kg at 1.65 m?",
+                               "answers": [{"name": "calculate_bmi", "arguments": {"weight_kg": 70, "height_m": 1.65}}]}]}
+        return {"pairs": [good, invented]}
+
+    serving = FakeLLMServing(responder)
+    gen = APIGenGenerator(serving, num_pairs=2)
+    outcomes = gen.process_batch([{"tools": [BY_NAME["calculate_bmi"]], "examples": []}])
+    assert len(serving.calls) == 2
+    feedback = serving.calls[1][0][-1]["content"]
+    assert "weight_kg=82" in feedback and "Calculate my BMI please." in feedback
+    assert [r["query"] for r in outcomes[0].rows] == ["Is 1.9 m and 82 kg a healthy BMI?", "BMI for 70 kg at 1.65 m?"]
+
+
+def test_generator_passes_on_a_copy_that_survives_the_reask_and_the_filter_drops_it(tmp_path):
+    """The second reply is kept as is (a re-ask is asked once): the NoveltyFilter then rejects
+    the copy with a counted reason, so nothing is silently lost or silently exported."""
+    from dataflow.operators.apigen import NoveltyFilter
+
+    serving = FakeLLMServing(lambda m, s: {"pairs": [{"query": "How many yen is 250 euros??", "answers": []}]})
+    gen = APIGenGenerator(serving, num_pairs=1)
+    rows = gen.process_batch([{"tools": [BY_NAME["calculate_bmi"]], "examples": [EXAMPLE]}])[0].rows
+    assert len(serving.calls) == 2 and len(rows) == 1
+    outcome = NoveltyFilter().process_batch(rows)[0]
+    assert outcome.status == "filtered" and outcome.reason.startswith("copied_example: the query copies few-shot example")
+    # without re-asks the first reply is final
+    serving = FakeLLMServing(lambda m, s: {"pairs": [{"query": "How many yen is 250 euros?", "answers": []}]})
+    APIGenGenerator(serving, num_pairs=1, max_reasks=0).process_batch([{"tools": [BY_NAME["calculate_bmi"]], "examples": [EXAMPLE]}])
+    assert len(serving.calls) == 1
+
+
+def test_generator_checks_copies_of_seed_rows_not_shown_in_the_prompt():
+    serving = FakeLLMServing(lambda m, s: {"pairs": [{"query": "What are the prime factors of 360?",
+                                                      "answers": [{"name": "prime_factors", "arguments": {"n": 360}}]}]})
+    gen = APIGenGenerator(serving, num_pairs=1, seed_examples=DATA / "seed_qa.jsonl")
+    gen.process_batch(rows_of_tools("prime_factors"))
+    assert len(serving.calls) == 2 and "copies an example" in serving.calls[1][0][-1]["content"]
+
+
+def test_generator_keeps_the_first_good_pairs_when_the_reask_fails():
+    replies = iter([{"pairs": [{"query": "Factorise 84.", "answers": [{"name": "prime_factors", "arguments": {"n": 84}}]},
+                               {"query": "Factorise it.", "answers": [{"name": "prime_factors", "arguments": {"n": 91}}]}]},
+                    "not json"])
+    gen = APIGenGenerator(FakeLLMServing(lambda m, s: next(replies)), num_pairs=2)
+    outcome = gen.process_batch(rows_of_tools("prime_factors"))[0]
+    assert outcome.status == "ok" and [r["query"] for r in outcome.rows] == ["Factorise 84."]
+
+
+# -- NoveltyFilter -------------------------------------------------------------------------------
+def test_novelty_filter_drops_copies_of_examples_seed_rows_and_earlier_queries(tmp_path):
+    from dataflow.operators.apigen import NoveltyFilter
+    from dataflow.utils.storage import FileStorage
+
+    rows = [
+        {"query": "How many yen is 250 euros", "examples": [EXAMPLE], "answers": []},          # copies its example
+        {"query": "What are the prime factors of 360?", "examples": [], "answers": []},        # copies a seed row
+        {"query": "Convert 90 Swiss francs to Indian rupees for my trip.", "examples": [EXAMPLE], "answers": []},
+        {"query": "Convert 90 Swiss francs to Indian rupees for my trip!", "examples": [], "answers": []},  # repeat
+        {"query": "Plan a loan of 12000 at 3% over 4 years.", "examples": [EXAMPLE], "answers": []},
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    storage = FileStorage(str(source), cache_path=str(tmp_path / "cache"))
+    report = NoveltyFilter(seed_examples=DATA / "seed_qa.jsonl").run(storage.step())
+    assert report.filtered_by_reason == {"copied_example": 2, "duplicate_query": 1} and report.rows_out == 2
+    rejected = [json.loads(l) for l in (tmp_path / "cache" / "dataflow_cache_step_step1.rejected.jsonl").read_text().splitlines()]
+    assert [r["_reason"].split(":")[0] for r in rejected] == ["copied_example", "copied_example", "duplicate_query"]
+    assert "few-shot example 'How many yen is 250 euros?'" in rejected[0]["_reason"]
+    assert "seed row 'What are the prime factors of 360?'" in rejected[1]["_reason"]
+    # the same filter without seeds does not know the seed row
+    assert NoveltyFilter().process_batch(rows[1:2])[0].status == "ok"
 
 
 def test_generator_num_pairs_distribution_and_styles_and_irrelevance():
@@ -117,7 +239,7 @@ def test_generator_config_file(tmp_path):
 
 # -- checkers ------------------------------------------------------------------------------------
 def test_format_checker_columns_and_drops():
-    rows = [{"query": "a", "tools": TOOLS, "answers": [{"name": "prime_factors", "arguments": {"n": 12}}]},
+    rows = [{"query": "factorise 12", "tools": TOOLS, "answers": [{"name": "prime_factors", "arguments": {"n": 12}}]},
             {"query": "b", "tools": TOOLS, "answers": [{"name": "prime_factors", "arguments": {"n": 1.5}}]},
             {"query": "c", "tools": [{"name": "bad name"}], "answers": []}]
     outcomes = FormatChecker().process_batch(rows)
@@ -129,9 +251,32 @@ def test_format_checker_columns_and_drops():
 
 
 def test_format_checker_with_fixed_tools_file():
-    rows = [{"query": "a", "function_calls": [{"function_name": "prime_factors", "arguments": {"n": 12}}]}]
+    rows = [{"query": "Prime factors of 12?", "function_calls": [{"function_name": "prime_factors", "arguments": {"n": 12}}]}]
     assert FormatChecker(tools=str(DATA / "function_definitions.json")).process_batch(rows)[0].status == "ok"
     assert FormatChecker(tools=str(DATA / "tools.py")).process_batch(rows)[0].status == "ok"
+
+
+def test_format_checker_drops_invented_argument_values_as_failed_grounding():
+    """The two wrong pairs of the issue: a BMI for a user who gave no weight or height, and
+    "count the words in the given text" with no text. Spec values (enum, default, boolean) are fine."""
+    rows = [
+        {"query": "Can you calculate my BMI?", "tools": TOOLS, "answers": [BMI_CALL]},
+        {"query": "Count the words in the given text.", "tools": TOOLS,
+         "answers": [{"name": "count_words", "arguments": {"text": "The quick brown fox"}}]},
+        {"query": "I'm 1.9 m tall and weigh 82 kg. BMI?", "tools": TOOLS, "answers": [BMI_CALL]},
+        {"query": "Count the words in 'the quick brown fox', case-sensitive.", "tools": TOOLS,
+         "answers": [{"name": "count_words", "arguments": {"text": "the quick brown fox", "ignore_case": False, "top_n": 5}}]},
+        {"query": "Porto weather for 1,000 hours? no: 3 days, in fahrenheit", "tools": TOOLS,
+         "answers": [{"name": "get_weather_forecast", "arguments": {"city": "Porto", "days": 3, "unit": "fahrenheit"}}]},
+    ]
+    outcomes = FormatChecker().process_batch(rows)
+    assert [o.status for o in outcomes] == ["filtered", "filtered", "ok", "ok", "ok"]
+    assert outcomes[0].reason.startswith("failed_grounding: call 0 (calculate_bmi): ungrounded_argument: weight_kg=82")
+    assert "height_m=1.9" in outcomes[0].reason
+    assert outcomes[1].reason.startswith("failed_grounding: call 0 (count_words): ungrounded_argument: text=")
+    assert [o.status for o in FormatChecker(check_grounding=False).process_batch(rows)] == ["ok"] * 5
+    kept = FormatChecker(keep_failed=True).process_batch(rows[:1])[0].rows[0]
+    assert kept["format_valid"] is False and kept["format_reason"].startswith("failed_grounding:")
 
 
 def test_semantic_checker_boolean_verdict_and_failures():
@@ -164,3 +309,12 @@ def test_stage_table_from_reports():
     assert table["failed_semantic"] == 1 and table["verified"] == 6 and table["pass_rate"] == 0.6
     text = format_stage_table(table)
     assert "pass rate" in text and "60.0%" in text
+    reports = [RunReport("APIGenGenerator", 2, "", rows_in=5, rows_out=10),
+               RunReport("NoveltyFilter", 3, "", rows_in=10, rows_out=7, filtered=3,
+                         filtered_by_reason={"copied_example": 2, "duplicate_query": 1}),
+               RunReport("FormatChecker", 4, "", rows_in=7, rows_out=4, filtered=3,
+                         filtered_by_reason={"failed_format": 1, "failed_grounding": 2})]
+    table = stage_table(reports, reasked=4)
+    assert (table["copied_example"], table["duplicate_query"], table["failed_grounding"]) == (2, 1, 2)
+    assert table["failed_format"] == 1 and table["verified"] == 4 and table["reasked"] == 4
+    assert "copied example" in format_stage_table(table) and "failed grounding" in format_stage_table(table)

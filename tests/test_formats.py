@@ -63,15 +63,41 @@ def test_split_rejects_bad_size():
 
 # -- writers -----------------------------------------------------------------------------------
 def test_openai_chat():
-    out = to_openai_chat("Weather?", CALLS, [TOOL], system_prompt="sys", results=[{"t": 1}, "sunny"])
-    roles = [m["role"] for m in out["messages"]]
-    assert roles == ["system", "user", "assistant", "tool", "tool"]
+    out = to_openai_chat("Weather?", CALLS, [TOOL], system_prompt="sys")
+    assert [m["role"] for m in out["messages"]] == ["system", "user", "assistant"]
     calls = out["messages"][2]["tool_calls"]
     assert [c["id"] for c in calls] == ["call_0", "call_1"]
     assert json.loads(calls[0]["function"]["arguments"]) == {"city": "Oslo", "days": 2}
     assert isinstance(calls[0]["function"]["arguments"], str)
-    assert out["messages"][3]["tool_call_id"] == "call_0" and out["messages"][4]["content"] == "sunny"
     assert out["tools"] == [TOOL]
+
+
+def test_openai_chat_with_results_ends_with_the_assistant_answer():
+    out = to_openai_chat("Weather?", CALLS, [TOOL], results=[{"t": 1}, "sunny"], final_answer="Oslo 1, Rome sunny.")
+    roles = [m["role"] for m in out["messages"]]
+    assert roles == ["user", "assistant", "tool", "tool", "assistant"]
+    assert out["messages"][2]["tool_call_id"] == "call_0" and json.loads(out["messages"][2]["content"]) == {"t": 1}
+    assert out["messages"][3]["content"] == "sunny" and out["messages"][4]["content"] == "Oslo 1, Rome sunny."
+    with pytest.raises(ValueError, match="final assistant answer"):
+        to_openai_chat("Weather?", CALLS, [TOOL], results=[{"t": 1}, "sunny"])
+    with pytest.raises(ValueError, match="2 calls"):
+        to_openai_chat("Weather?", CALLS, [TOOL], results=["sunny"], final_answer="ok")
+
+
+def test_function_results_strip_the_execution_harness_fields():
+    from dataflow.operators.formats import function_results
+
+    entries = [{"name": "get_weather", "ok": True, "result": {"high": 21}, "truncated": False},
+               {"name": "get_weather", "ok": True, "result": [2, 3]}]
+    assert function_results(entries) == [{"high": 21}, [2, 3]]
+    with pytest.raises(ValueError, match="failed"):
+        function_results([{"name": "get_weather", "ok": False, "error": "ValueError: bad city"}])
+    row = {"query": "Weather?", "answers": CALLS, "tools": [TOOL], "execution_results": entries, "final_answer": "21 and 2, 3."}
+    messages = convert_row(row, "openai", results_key="execution_results")["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "tool", "assistant"]
+    assert [json.loads(m["content"]) for m in messages if m["role"] == "tool"] == [{"high": 21}, [2, 3]]
+    hermes = convert_row(row, "hermes", results_key="execution_results")["conversations"]
+    assert [t["from"] for t in hermes] == ["system", "human", "gpt", "tool", "gpt"] and '"ok"' not in hermes[3]["value"]
 
 
 def test_openai_chat_irrelevance():

@@ -2,7 +2,7 @@
 (stage 2, ``ExecutionChecker``, lives in ``execution.py``).
 
 Each checker adds a verdict column and a reason column. A row that fails is dropped with a reason
-whose code names the stage (``failed_format: ...``, ``failed_semantic: ...``), so the base class
+whose code names the stage (``failed_format: ...``, ``failed_grounding: ...``, ``failed_semantic: ...``), so the base class
 writes it to the step's rejected file; ``keep_failed=True`` keeps it (verdict ``False``) instead.
 An LLM request that fails is a failed row (``llm_error: ...``), not a verdict.
 """
@@ -33,29 +33,56 @@ def _fixed_tools(tools: Any) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def ungrounded_calls(query: str, calls: Any, tools: Any) -> list[str]:
+    """Each argument value of ``calls`` that neither ``query`` states nor its tool's spec allows
+    (enum member, default, boolean), as ``"call N (name): ungrounded_argument: ..."``
+    (``dataflow.quality.grounding``)."""
+    from ...quality.grounding import ungrounded_arguments
+    from ...tools.spec import normalize_tools
+    from ..formats.convert import calls_of
+
+    specs = {t["function"]["name"]: t for t in normalize_tools(tools, allow_dots=True)} if tools else {}
+    problems = []
+    for index, call in enumerate(calls_of(calls)):
+        for problem in ungrounded_arguments(call["arguments"], specs.get(call["name"]), [query]):
+            problem = problem.replace("appears in no earlier user turn or tool result", "is not in the query")
+            problems.append(f"call {index} ({call['name']}): {problem}")
+    return problems
+
+
 class FormatChecker(OperatorABC):
     """Stage 1: every call must name a listed function with valid arguments
-    (``dataflow.validate_calls``). Tools come from the row (``input_tools_key``) or ``tools=``
-    (a list, a JSON file path, or a Python module path) for all rows."""
+    (``dataflow.validate_calls``), and (``check_grounding``, on by default) every argument value
+    must come from the query or the tool's spec (enum, default, boolean): a row with an invented
+    value is dropped as ``failed_grounding: ...``. Tools come from the row (``input_tools_key``)
+    or ``tools=`` (a list, a JSON file path, or a Python module path) for all rows."""
 
-    def __init__(self, tools: Any = None, keep_failed: bool = False, allow_dots: bool = False):
+    def __init__(self, tools: Any = None, keep_failed: bool = False, allow_dots: bool = False,
+                 check_grounding: bool = True):
         super().__init__()
         self.tools = _fixed_tools(tools)
         self.keep_failed = keep_failed
         self.allow_dots = allow_dots
+        self.check_grounding = check_grounding
 
     def run(self, storage: Any, input_answers_key: str = "answers", input_tools_key: str | None = "tools",
-            output_key: str = "format_valid", output_reason_key: str = "format_reason") -> RunReport:
+            output_key: str = "format_valid", output_reason_key: str = "format_reason",
+            input_query_key: str = "query") -> RunReport:
         tools_key = input_tools_key if self.tools is None else None
+        query_key = input_query_key if self.check_grounding else None
         return self._run_step(
-            storage, inputs={"input_answers_key": input_answers_key, "input_tools_key": tools_key},
+            storage, inputs={"input_answers_key": input_answers_key, "input_tools_key": tools_key,
+                             "input_query_key": query_key},
             outputs={"output_key": output_key, "output_reason_key": output_reason_key},
-            params={"tools": self.tools, "keep_failed": self.keep_failed, "allow_dots": self.allow_dots},
-            batch_fn=lambda rows: self.process_batch(rows, input_answers_key, input_tools_key, output_key, output_reason_key),
+            params={"tools": self.tools, "keep_failed": self.keep_failed, "allow_dots": self.allow_dots,
+                    "check_grounding": self.check_grounding},
+            batch_fn=lambda rows: self.process_batch(rows, input_answers_key, input_tools_key, output_key,
+                                                     output_reason_key, input_query_key),
         )
 
     def process_batch(self, rows: list[dict], input_answers_key: str = "answers", input_tools_key: str | None = "tools",
-                      output_key: str = "format_valid", output_reason_key: str = "format_reason") -> list[RowOutcome]:
+                      output_key: str = "format_valid", output_reason_key: str = "format_reason",
+                      input_query_key: str = "query") -> list[RowOutcome]:
         from ...tools.validation import compile_tools
 
         fixed = compile_tools(self.tools, allow_dots=self.allow_dots) if self.tools is not None else None
@@ -68,14 +95,21 @@ class FormatChecker(OperatorABC):
                 outcomes.append(self._verdict(row, [f"invalid tool spec: {exc}"], output_key, output_reason_key))
                 continue
             answers = row.get(input_answers_key, row.get("function_calls"))
-            outcomes.append(self._verdict(row, toolset.validate(answers), output_key, output_reason_key))
+            errors = toolset.validate(answers)
+            if errors or not self.check_grounding:
+                outcomes.append(self._verdict(row, errors, output_key, output_reason_key))
+                continue
+            tools = self.tools if self.tools is not None else row.get(input_tools_key) if input_tools_key else None
+            ungrounded = ungrounded_calls(str(row.get(input_query_key) or ""), answers, tools)
+            outcomes.append(self._verdict(row, ungrounded, output_key, output_reason_key, code="failed_grounding"))
         return outcomes
 
-    def _verdict(self, row: dict, errors: list[str], key: str, reason_key: str) -> RowOutcome:
+    def _verdict(self, row: dict, errors: list[str], key: str, reason_key: str,
+                 code: str = "failed_format") -> RowOutcome:
         reason = "; ".join(errors)
         if errors and not self.keep_failed:
-            return RowOutcome.drop(f"failed_format: {reason}")
-        return RowOutcome.keep(merge_row(row, **{key: not errors, reason_key: reason}))
+            return RowOutcome.drop(f"{code}: {reason}")
+        return RowOutcome.keep(merge_row(row, **{key: not errors, reason_key: f"{code}: {reason}" if errors else ""}))
 
 
 class SemanticVerdict(BaseModel):

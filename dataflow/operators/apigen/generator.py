@@ -6,6 +6,8 @@ optionally irrelevance, whose answer is ``[]``) and a persona (tone x user role)
 structured output (``{"pairs": [{"query", "answers": [{"name", "arguments"}]}]}``) whose
 arguments stay native JSON values. Each pair becomes one output row; a query that repeats an
 earlier one exactly (after trimming whitespace) is dropped and counted in ``duplicates_dropped``.
+A reply with a pair that copies an example or calls with values its query does not state is
+asked again once, with that feedback (``StructuredLLMOperator.structured_round``'s ``Reask``).
 
 A generator config (YAML or JSON, like seed 000's ``generator_config.yaml``)::
 
@@ -21,13 +23,15 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ...core import OperatorABC, RowOutcome, RunReport, merge_row, parse_reply, schema_for
+from ...core import RowOutcome, RunReport, merge_row
 from ...core.errors import ConfigError
+from ..conversations._base import Reask, StructuredLLMOperator
 
 STYLES = ("simple", "multiple", "parallel", "parallel_multiple")
 STYLE_INSTRUCTIONS = {
@@ -74,15 +78,21 @@ def load_generator_config(path: str | Path | None) -> dict:
     return data
 
 
-class APIGenGenerator(OperatorABC):
-    """Generates ``query`` + ``answers`` rows (one per pair) from ``tools`` and ``examples``."""
+class APIGenGenerator(StructuredLLMOperator):
+    """Generates ``query`` + ``answers`` rows (one per pair) from ``tools`` and ``examples``.
+
+    A pair whose query copies an example shown in its prompt (or one of ``seed_examples``), or
+    whose calls use a value the query does not state (``dataflow.quality.grounding``), makes the
+    row be asked once more (``max_reasks``) with that feedback. The good pairs of the first reply
+    are kept; the new reply's pairs are all passed on, so that a copy or an ungrounded call that
+    survives the re-ask is rejected, with its reason, by ``NoveltyFilter`` / ``FormatChecker``."""
 
     prompt_names = ("apigen_generator",)
     rows_independent = False  # plans use the row index; duplicate queries are dropped table-wide
 
     def __init__(self, llm_serving: Any = None, num_pairs: Any = None, styles: Any = None,
                  irrelevance_rate: float | None = None, personas: Any = None, config: Any = None,
-                 seed: int = 0, prompt_template: Any = None):
+                 seed: int = 0, prompt_template: Any = None, seed_examples: Any = None, max_reasks: int = 1):
         super().__init__(llm_serving, prompt_template)
         cfg = config if isinstance(config, dict) else load_generator_config(config)
         self.config_source = None if isinstance(config, dict) or config is None else str(config)
@@ -92,7 +102,14 @@ class APIGenGenerator(OperatorABC):
         personas = personas if personas is not None else cfg.get("personas")
         self.tones, self.roles = _persona_lists(personas)
         self.seed = seed
+        self.max_reasks = max_reasks
+        if seed_examples is not None:
+            from .sampler import load_seed_examples
+
+            seed_examples = [e["query"] for e in load_seed_examples(seed_examples)]
+        self.seed_queries: list[str] = list(seed_examples or [])
         self.duplicates_dropped = 0
+        self.reasked = 0
         _draw_num_pairs(self.num_pairs, random.Random(0))  # validate now
 
     def run(self, storage: Any, input_tools_key: str = "tools", input_examples_key: str | None = "examples",
@@ -110,72 +127,101 @@ class APIGenGenerator(OperatorABC):
 
     def _params(self) -> dict:
         return {"num_pairs": self.num_pairs, "styles": self.styles, "irrelevance_rate": self.irrelevance_rate,
-                "tones": self.tones, "roles": self.roles, "seed": self.seed}
+                "tones": self.tones, "roles": self.roles, "seed": self.seed, "max_reasks": self.max_reasks,
+                "seed_queries": self.seed_queries}
 
     def process_batch(self, rows: list[dict], input_tools_key: str = "tools", input_examples_key: str | None = "examples",
                       output_query_key: str = "query", output_answers_key: str = "answers") -> list[RowOutcome]:
         from ...tools.spec import normalize_tools
 
-        serving = self.require_llm()
-        plans: list[dict | None] = []
-        outcomes: list[RowOutcome | None] = []
-        conversations = []
+        outcomes: list[RowOutcome | None] = [None] * len(rows)
+        plans: dict[int, dict] = {}
         for index, row in enumerate(rows):
             try:
                 tools = normalize_tools(row.get(input_tools_key))
             except Exception as exc:
-                plans.append(None)
-                outcomes.append(RowOutcome.fail(f"invalid_tool: {exc}"))
+                outcomes[index] = RowOutcome.fail(f"invalid_tool: {exc}")
                 continue
             if not tools:
-                plans.append(None)
-                outcomes.append(RowOutcome.drop("no_tools: the row has no tool"))
+                outcomes[index] = RowOutcome.drop("no_tools: the row has no tool")
                 continue
-            plan = self._plan(row, tools, index)
-            examples = row.get(input_examples_key) if input_examples_key else None
-            system, user = self.render(tools=tools, examples=examples or [], num_pairs=plan["num_pairs"],
-                                       style=plan["style"], style_instruction=STYLE_INSTRUCTIONS[plan["style"]],
-                                       persona=plan["persona"])
-            conv = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-            conversations.append(conv)
-            plans.append({**plan, "tools": tools})
-            outcomes.append(None)
-        results = iter(serving.generate_from_conversations(conversations, json_schema=schema_for(GeneratedPairs))
-                       if conversations else [])
+            examples = (row.get(input_examples_key) if input_examples_key else None) or []
+            plans[index] = {**self._plan(row, tools, index), "tools": tools, "examples": examples}
+        asked = sorted(plans)
+        by_id = {id(rows[i]): plans[i] for i in asked}
+        first_good: dict[int, list[dict]] = {}  # id(row) -> good pairs of the first reply
+
+        def variables(row: dict) -> dict:
+            plan = by_id[id(row)]
+            return {"tools": plan["tools"], "examples": plan["examples"], "num_pairs": plan["num_pairs"],
+                    "style": plan["style"], "style_instruction": STYLE_INSTRUCTIONS[plan["style"]],
+                    "persona": plan["persona"]}
+
+        def finish(row: dict, reply: GeneratedPairs) -> RowOutcome:
+            plan = by_id[id(row)]
+            pairs = [p for p in reply.pairs if p.query.strip()][: plan["num_pairs"]]
+            if not pairs:
+                return RowOutcome.fail("invalid_reply: the reply has no query/answer pair")
+            out, problems = [], []
+            for number, pair in enumerate(pairs, 1):
+                answers = [{"name": c.name, "arguments": c.arguments} for c in pair.answers]
+                out_row = merge_row(row, **{input_tools_key: plan["tools"], output_query_key: pair.query.strip(),
+                                            output_answers_key: answers, "style": plan["style"],
+                                            "persona": plan["persona"]})
+                problem = self._pair_problem(out_row[output_query_key], answers, plan)
+                out.append((out_row, problem))
+                if problem:
+                    problems.append(f"pair {number}: {problem}.")
+            earlier = first_good.pop(id(row), None)
+            rows_out = (earlier or []) + [r for r, _ in out]
+            if problems and earlier is None and self.max_reasks > 0:
+                first_good[id(row)] = [r for r, problem in out if not problem]
+                self.reasked += 1
+                raise Reask(" ".join(problems) + " Write new queries in your own words, with new values, and"
+                            " state in each query every value its calls use.", RowOutcome.keep_many(rows_out))
+            return RowOutcome.keep_many(rows_out)
+
+        asked_rows = [rows[i] for i in asked]
+        results = self.structured_round(asked_rows, variables, GeneratedPairs, finish,
+                                        max_reasks=self.max_reasks) if asked_rows else []
+        for i, outcome in zip(asked, results):
+            kept_before = first_good.get(id(rows[i]))
+            if outcome.status == "failed" and kept_before:  # the re-ask failed: keep the first reply's good pairs
+                outcome = RowOutcome.keep_many(kept_before)
+            outcomes[i] = outcome
+        return self._drop_repeats(outcomes, output_query_key)  # type: ignore[arg-type]
+
+    def _pair_problem(self, query: str, answers: list[dict], plan: dict) -> str | None:
+        """Why a pair is worth re-asking: a copied example, or a call value the query lacks."""
+        from .checkers import ungrounded_calls
+        from .novelty import copied_example, example_queries
+
+        copied = copied_example(query, example_queries(plan["examples"]), self.seed_queries)
+        if copied:
+            return f"the query {query!r} copies an example; do not reuse example queries"
+        ungrounded = ungrounded_calls(query, answers, plan["tools"])
+        if ungrounded:
+            return f"the calls use values that the query {query!r} does not state (" + "; ".join(ungrounded) + ")"
+        return None
+
+    def _drop_repeats(self, outcomes: list[RowOutcome], query_key: str) -> list[RowOutcome]:
+        """Drop a query that repeats an earlier one of the table exactly (after trimming)."""
         seen: set[str] = set()
-        final: list[RowOutcome] = []
-        for row, plan, outcome in zip(rows, plans, outcomes):
-            if outcome is not None:
+        final = []
+        for outcome in outcomes:
+            if outcome.status != "ok":
                 final.append(outcome)
                 continue
-            assert plan is not None
-            parsed = parse_reply(next(results), GeneratedPairs)
-            if not parsed.ok:
-                final.append(RowOutcome.fail(parsed.reason or "invalid_reply"))
-                continue
-            out_rows = []
-            pairs = [p for p in parsed.value.pairs if p.query.strip()]  # type: ignore[union-attr]
-            if not pairs:
-                final.append(RowOutcome.fail("invalid_reply: the reply has no query/answer pair"))
-                continue
-            for pair in pairs[: plan["num_pairs"]]:
-                query = pair.query.strip()
-                if query in seen:
+            kept = []
+            for row in outcome.rows:
+                if row[query_key] in seen:
                     self.duplicates_dropped += 1
                     continue
-                seen.add(query)
-                answers = [{"name": c.name, "arguments": c.arguments} for c in pair.answers]
-                out_rows.append(merge_row(row, **{
-                    input_tools_key: plan["tools"], output_query_key: query, output_answers_key: answers,
-                    "style": plan["style"], "persona": plan["persona"],
-                }))
-            if out_rows:
-                final.append(RowOutcome.keep_many(out_rows))
-            else:
-                final.append(RowOutcome.drop("duplicate_query: every generated query repeats an earlier one"))
+                seen.add(row[query_key])
+                kept.append(row)
+            final.append(RowOutcome.keep_many(kept) if kept else
+                         RowOutcome.drop("duplicate_query: every generated query repeats an earlier one"))
         if self.duplicates_dropped:
-            import sys
-
             print(f"APIGenGenerator: {self.duplicates_dropped} duplicate queries dropped", file=sys.stderr)
         return final
 

@@ -1,4 +1,5 @@
-"""APIGen's stage table: generated, failed format / execution / semantic, verified, pass rate.
+"""APIGen's stage table: generated, copied / repeated queries, failed format / grounding /
+execution / semantic, verified, pass rate.
 
 Built from the ``RunReport``s a ``FileStorage`` collects (``storage.reports``), so a reused step
 (0 LLM calls on a rerun) still counts.
@@ -10,16 +11,20 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-STAGES = {"FormatChecker": "failed_format", "ExecutionChecker": "failed_execution", "SemanticChecker": "failed_semantic"}
+STAGES = {"NoveltyFilter": "copied_example", "FormatChecker": "failed_format",
+          "ExecutionChecker": "failed_execution", "SemanticChecker": "failed_semantic"}
+#: reason codes with a row of their own (any other code counts in its stage's row)
+CODES = ("copied_example", "duplicate_query", "failed_format", "failed_grounding", "failed_execution", "failed_semantic")
 
 
-def stage_table(reports: Iterable[Any], duplicates_dropped: int = 0) -> dict:
-    """Counts per stage from the run reports of one pipeline run (the latest of each operator)."""
+def stage_table(reports: Iterable[Any], duplicates_dropped: int = 0, reasked: int = 0) -> dict:
+    """Counts per stage from the run reports of one pipeline run (the latest of each operator).
+    ``duplicates_dropped`` and ``reasked`` are the generator's own counters."""
     latest: dict[str, Any] = {}
     for report in reports:
         latest[report.operator] = report
-    table: dict[str, Any] = {"generated": 0, "duplicates_dropped": duplicates_dropped, "generation_failed": 0,
-                             "failed_format": 0, "failed_execution": 0, "failed_semantic": 0, "judge_errors": 0,
+    table: dict[str, Any] = {"generated": 0, "duplicates_dropped": duplicates_dropped, "reasked": reasked,
+                             "generation_failed": 0, **dict.fromkeys(CODES, 0), "judge_errors": 0,
                              "verified": 0, "pass_rate": 0.0}
     gen = latest.get("APIGenGenerator")
     if gen is not None:
@@ -32,7 +37,7 @@ def stage_table(reports: Iterable[Any], duplicates_dropped: int = 0) -> dict:
             continue
         # a semantic checker drops rows whose execution failed (kept by keep_failed) as failed_execution
         for code, count in report.filtered_by_reason.items():
-            key = code if code in ("failed_format", "failed_execution", "failed_semantic") else column
+            key = code if code in CODES else column
             table[key] += count
         if operator == "SemanticChecker":
             table["judge_errors"] = report.failed
@@ -51,7 +56,11 @@ def format_stage_table(table: dict) -> str:
     rows = [
         ("generated", table["generated"]),
         ("  duplicate queries dropped", table.get("duplicates_dropped", 0)),
+        ("  replies re-asked (copy / ungrounded)", table.get("reasked", 0)),
+        ("copied example", table.get("copied_example", 0)),
+        ("repeated query", table.get("duplicate_query", 0)),
         ("failed format", table["failed_format"]),
+        ("failed grounding", table.get("failed_grounding", 0)),
         ("failed execution", table["failed_execution"]),
         ("failed semantic", table["failed_semantic"]),
         ("  judge errors (LLM)", table.get("judge_errors", 0)),

@@ -6,8 +6,12 @@ Seed examples come from a JSONL/JSON file or a list of rows in either shape:
 - xLAM rows: ``{"query", "tools", "answers"}`` (``tools``/``answers`` JSON strings or lists).
 
 Sampling is seeded and deterministic per row (the same table gives the same examples on a rerun).
-Examples whose functions resemble the row's tools (token overlap of names and descriptions) are
-preferred: an example's similarity is the share of its function-name tokens found in the names and
+By default (``example_tools="other"``) a row is shown only examples that call none of the tools in
+its prompt: an example for the very function being asked about is the easiest thing for a small
+model to hand back verbatim, while one for another function shows the shape of a good pair (a
+concrete request, every value stated) without an answer to copy. ``example_tools="any"`` lifts
+that rule. Among the allowed examples, those whose functions resemble the row's tools (token
+overlap of names and descriptions) are preferred: an example's similarity is the share of its function-name tokens found in the names and
 descriptions of the row's own tools, and its weight is ``exp(similarity_weight * similarity)``. Without replacement no
 example repeats inside a row, and across rows an example is reused only once every example has
 been used; with replacement each draw is independent.
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core import OperatorABC, RowOutcome, RunReport, merge_row
-from ...core.errors import InputFileError, ToolSpecError
+from ...core.errors import ConfigError, InputFileError, ToolSpecError
 from ...tools.spec import normalize_tools
 from ..formats.convert import calls_of
 
@@ -118,8 +122,11 @@ class DataSampler(OperatorABC):
 
     def __init__(self, seed_examples: Any, num_examples: int = 3, extra_tools: int = 1,
                  replacement: bool = False, prefer_similar: bool = True, similarity_weight: float = 4.0,
-                 seed: int = 0, skip_invalid_tools: bool = False):
+                 seed: int = 0, skip_invalid_tools: bool = False, example_tools: str = "other"):
         super().__init__()
+        if example_tools not in ("other", "any"):
+            raise ConfigError(f"example_tools must be 'other' or 'any', got {example_tools!r}")
+        self.example_tools = example_tools
         self.skip_invalid_tools = skip_invalid_tools
         self.seed_source = str(seed_examples) if isinstance(seed_examples, (str, Path)) else None
         self.examples = load_seed_examples(seed_examples)
@@ -139,7 +146,8 @@ class DataSampler(OperatorABC):
             outputs={"output_tools_key": output_tools_key, "output_examples_key": output_examples_key},
             params={"num_examples": self.num_examples, "extra_tools": self.extra_tools, "replacement": self.replacement,
                     "prefer_similar": self.prefer_similar, "similarity_weight": self.similarity_weight,
-                    "seed": self.seed, "seed_examples": fingerprint, "skip_invalid_tools": self.skip_invalid_tools},
+                    "seed": self.seed, "seed_examples": fingerprint, "skip_invalid_tools": self.skip_invalid_tools,
+                    "example_tools": self.example_tools},
             batch_fn=lambda rows: self.process_batch(rows, input_tools_key, output_tools_key, output_examples_key,
                                                      source=storage.input_path()),
         )
@@ -172,8 +180,9 @@ class DataSampler(OperatorABC):
             if reason or not tools:
                 outcomes.append(RowOutcome.drop(reason or "no_tools: the row has no tool"))
                 continue
-            examples = self._sample(tools, rng, unused)
-            tools = tools + self._extra(tools, pool, rng)
+            extra = self._extra(tools, pool, rng)
+            examples = self._sample(tools, {t["function"]["name"] for t in tools + extra}, rng, unused)
+            tools = tools + extra
             outcomes.append(RowOutcome.keep(merge_row(row, **{output_tools_key: tools, output_examples_key: examples})))
         return outcomes
 
@@ -189,20 +198,27 @@ class DataSampler(OperatorABC):
         picks = _weighted_sample(others, weights, min(self.extra_tools, len(others)), rng)
         return picks
 
-    def _sample(self, tools: list[dict], rng: random.Random, unused: list[int]) -> list[dict]:
+    def _sample(self, tools: list[dict], shown: set[str], rng: random.Random, unused: list[int]) -> list[dict]:
+        """Examples resembling ``tools`` (the row's own), calling none of ``shown`` (every tool
+        in the prompt) unless ``example_tools="any"``."""
         if not self.examples or self.num_examples <= 0:
             return []
-        k = min(self.num_examples, len(self.examples))
+        names = shown
+        indices = [i for i, e in enumerate(self.examples)
+                   if self.example_tools == "any" or not names & {c["name"] for c in e["answers"]}]
+        if not indices:
+            return []
+        k = min(self.num_examples, len(indices))
         mine = set().union(*(tokens(t["function"]["name"]) | tokens(t["function"]["description"]) for t in tools))
         weights = [math.exp(self.similarity_weight * _coverage(e["tokens"], mine)) if self.prefer_similar else 1.0
                    for e in self.examples]
-        indices = list(range(len(self.examples)))
         if self.replacement:
-            chosen = rng.choices(indices, weights=weights, k=k)
+            chosen = rng.choices(indices, weights=[weights[i] for i in indices], k=k)
         else:
-            if len(unused) < k:
-                unused[:] = [i for i in indices if i not in unused] + unused
-            candidates = list(unused)
+            allowed = set(indices)
+            if sum(1 for i in unused if i in allowed) < k:  # every allowed example used: start a new round
+                unused[:] = [i for i in range(len(self.examples)) if i not in unused] + unused
+            candidates = [i for i in unused if i in allowed]
             chosen = _weighted_sample(candidates, [weights[i] for i in candidates], k, rng)
             for i in chosen:
                 unused.remove(i)

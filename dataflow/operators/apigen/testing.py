@@ -2,7 +2,9 @@
 
 ``apigen_responder(messages, json_schema)`` answers ``APIGenGenerator`` prompts with query/answer
 pairs built from the tool specs in the prompt (valid arguments from each schema, except one pair
-in seven which gets a wrongly typed argument, so the format stage has work), and
+in seven which gets a wrongly typed argument, so the format stage has work; and, like a small
+model, one first reply in four hands back the prompt's first few-shot example, which the
+generator's re-ask must catch), and
 ``SemanticChecker`` prompts with ``{"thought", "passes"}`` (failing calls whose execution results
 show an error, and one row in eleven). Use it with ``FakeLLMServing`` or, by dotted path
 ``dataflow.operators.apigen.testing:apigen_responder``, with ``FakeOpenAIServer``.
@@ -121,4 +123,7 @@ def apigen_responder(messages: list[dict], json_schema: dict | None) -> dict:
             answers[0]["arguments"][first] = {"oops": True}  # wrong type: the format checker must catch it
         described = " and ".join(f"{a['name']} with {json.dumps(a['arguments'])}" for a in answers)
         pairs.append({"query": f"Could you run {described}? (request {seed % 9973}-{k})", "answers": answers})
+    example = re.search(r"^- query: (.+)$", user, re.MULTILINE)
+    if example and pairs and (seed >> 4) % 4 == 0 and "Your previous answer was rejected" not in user:
+        pairs[0] = {"query": example.group(1).strip(), "answers": pairs[0]["answers"]}
     return {"pairs": pairs}

@@ -6,7 +6,8 @@ Internal single-turn row: ``{"query": str, "answers": [{"name", "arguments": dic
 Writers (fine-tuning formats):
 
 - ``to_openai_chat``: ``{"messages": [system?, user, assistant with tool_calls (ids, JSON-string
-  arguments), tool results?], "tools": [...]}``;
+  arguments)], "tools": [...]}`` (xLAM/APIGen style), or, with the calls' results kept,
+  ``[..., tool (the function's own result, one per call), assistant (final answer)]``;
 - ``to_chat_message_format``: seed 000's format ``{"messages": [system, user, assistant]}`` whose
   assistant content is a JSON list of ``{"function_name", "arguments"}``;
 - ``openai_messages_to_hermes``: ShareGPT/Hermes ``{"conversations": [{"from", "value"}],
@@ -75,10 +76,18 @@ def to_openai_chat(
     system_prompt: str | None = None,
     results: list | None = None,
     no_call_reply: str = NO_CALL_REPLY,
+    final_answer: str | None = None,
 ) -> dict:
-    """One single-turn example in OpenAI chat format. ``results`` (one per call) adds role
-    ``tool`` messages after the assistant's calls."""
+    """One single-turn example in OpenAI chat format: ``user`` then ``assistant`` with
+    ``tool_calls``. ``results`` (each call's own return value, one per call, e.g. from
+    ``function_results``) adds a ``tool`` message per call, and then needs ``final_answer``, the
+    assistant's closing message: an example must end with the assistant, not a tool result."""
     calls = calls_of(answers)
+    if results is not None and calls:
+        if len(results) != len(calls):
+            raise ValueError(f"{len(results)} results for {len(calls)} calls")
+        if not (isinstance(final_answer, str) and final_answer.strip()):
+            raise ValueError("an example with tool results needs a final assistant answer after them")
     messages: list[dict] = []
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
@@ -99,7 +108,23 @@ def to_openai_chat(
         if results is not None:
             for cid, call, result in zip(ids, calls, results):
                 messages.append({"role": "tool", "tool_call_id": cid, "name": call["name"], "content": _as_text(result)})
+            messages.append({"role": "assistant", "content": final_answer.strip()})  # type: ignore[union-attr]
     return {"messages": messages, "tools": tools_of(tools)}
+
+
+def function_results(entries: Any) -> list:
+    """Each call's own return value from ``ExecutionChecker``'s ``execution_results``
+    (``[{"name", "ok", "result" | "error", ...}]``): the harness fields stay out of the example.
+    A failed call has no result to show, and raises ``ValueError``."""
+    out = []
+    for index, entry in enumerate(entries or []):
+        if isinstance(entry, dict) and "ok" in entry and ("result" in entry or "error" in entry):
+            if not entry["ok"]:
+                raise ValueError(f"call {index} failed ({entry.get('error', 'no result')}); it has no result to export")
+            out.append(entry.get("result"))
+        else:
+            out.append(entry)
+    return out
 
 
 def to_chat_message_format(query: str, answers: Any, system_prompt: str) -> dict:
@@ -335,19 +360,21 @@ FORMATS = ("openai", "chat_message", "hermes", "xlam")
 
 def convert_row(row: dict, fmt: str, *, system_prompt: str | None = None, query_key: str = "query",
                 answers_key: str = "answers", tools_key: str = "tools", results_key: str | None = None,
-                tools: Any = None) -> dict:
-    """One internal row -> ``fmt`` (one of ``FORMATS``). ``tools`` overrides the row's tools."""
+                tools: Any = None, final_answer_key: str = "final_answer") -> dict:
+    """One internal row -> ``fmt`` (one of ``FORMATS``). ``tools`` overrides the row's tools.
+    ``results_key`` (openai, hermes) keeps the calls' results (``function_results`` of that
+    column) and the row's ``final_answer_key`` answer after them."""
     query = row[query_key]
     answers = row.get(answers_key, row.get("function_calls"))
     row_tools = tools if tools is not None else row.get(tools_key, [])
-    if fmt == "openai":
-        results = row.get(results_key) if results_key else None
-        return to_openai_chat(query, answers, row_tools, system_prompt, results)
+    if fmt in ("openai", "hermes"):
+        results = function_results(row.get(results_key)) if results_key else None
+        final = row.get(final_answer_key) if results_key else None
+        chat = to_openai_chat(query, answers, row_tools, system_prompt if fmt == "openai" else None, results,
+                              final_answer=final)
+        return chat if fmt == "openai" else openai_messages_to_hermes(chat["messages"], chat["tools"], system_prompt)
     if fmt == "chat_message":
         return to_chat_message_format(query, answers, system_prompt or "")
-    if fmt == "hermes":
-        chat = to_openai_chat(query, answers, row_tools, None, row.get(results_key) if results_key else None)
-        return openai_messages_to_hermes(chat["messages"], chat["tools"], system_prompt)
     if fmt == "xlam":
         return to_xlam_row(query, answers, row_tools, row.get("id"))
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
