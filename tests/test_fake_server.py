@@ -26,9 +26,11 @@ def _post(server, body, timeout=5.0):
 
 
 def _get(server, path):
+    """GET ``path``; the harness's ``/_...`` endpoints get the server's control token."""
+    headers = {"X-Fake-Server-Token": server.control_token} if path.startswith("/_") else {}
     conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers)
         resp = conn.getresponse()
         return resp.status, json.loads(resp.read())
     finally:
@@ -188,6 +190,22 @@ def test_subprocess_mode():
         assert server.stats()["requests"] == 0
 
 
+def test_subprocess_responder_is_fixed_at_start():
+    with FakeOpenAIServer(in_process=False, responder="tests.test_fake_server:upper_responder") as server:
+        with pytest.raises(ValueError, match="chosen when it starts"):
+            server.responder = "tests.test_fake_server:upper_responder"
+        assert json.loads(_post(server, BODY)[2])["choices"][0]["message"]["content"] == "HELLO"
+
+
+def test_runtime_options_are_checked(fake_server):
+    for key, value in (("latency", -1), ("latency", "slow"), ("fault_rate", 2), ("record", "yes"),
+                       ("seed", 1.5), ("max_faults_per_request", -1), ("faults", ["explode"])):
+        with pytest.raises(ValueError):
+            fake_server.configure(**{key: value})
+    fake_server.configure(latency=0.01, fault_rate=0.5, seed=3, record=False, max_faults_per_request=None)
+    assert fake_server.latency == 0.01 and fake_server.record is False
+
+
 def test_subprocess_rejects_unimportable_responder():
     with pytest.raises(ValueError, match="module:function"):
         FakeOpenAIServer(in_process=False, responder=lambda m, s: "x")
@@ -195,3 +213,33 @@ def test_subprocess_rejects_unimportable_responder():
 
 def upper_responder(messages, json_schema):
     return messages[-1]["content"].upper()
+
+
+def test_cli_prints_a_control_token_that_the_control_endpoint_requires():
+    import os
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-c", "from dataflow.cli.main import main; main()", "fake-server",
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        url = proc.stdout.readline().split("listening: ")[1].split()[0]
+        token = proc.stdout.readline().split("control token: ")[1].strip()
+        base = url.split("/v1/")[0]
+
+        def config(headers):
+            req = urllib.request.Request(f"{base}/_config", data=b'{"latency": 0.01}', method="POST",
+                                         headers={"Content-Type": "application/json", **headers})
+            try:
+                return urllib.request.urlopen(req, timeout=5).status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert config({}) == 401
+        assert config({"X-Fake-Server-Token": token}) == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)

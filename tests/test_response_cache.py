@@ -134,7 +134,7 @@ def test_api_key_not_in_cache_files(fake_server, tmp_path, monkeypatch):
     monkeypatch.setenv("DF_API_KEY", key)
     serving = client(fake_server.url, cache_dir=tmp_path)
     serving.generate_from_input([f"q{i}" for i in range(10)])
-    assert fake_server.requests()[0]["headers"]["authorization"] == f"Bearer {key}"
+    assert fake_server.requests()[0]["headers"]["authorization"] == fake_server.credential_tag(f"Bearer {key}")
     files = [p for p in tmp_path.rglob("*") if p.is_file()]  # includes -wal / -shm while open
     assert files
     for path in files:

@@ -73,6 +73,7 @@ def test_key_never_written_by_a_pipeline_run_rejected_or_unreachable(tmp_path):
         assert ok.returncode == 0, ok.stderr[-2000:]
         assert server.request_count > 0
         headers = [r["headers"] for r in server.requests()]
+        key_tag = server.credential_tag(f"Bearer {KEY}")
     outputs += [ok.stdout, ok.stderr]
     assert list(cache.glob("dataflow_cache_step*.manifest.json")) and list(cache.glob("llm_responses.sqlite*"))
 
@@ -95,7 +96,8 @@ def test_key_never_written_by_a_pipeline_run_rejected_or_unreachable(tmp_path):
     assert files_holding_key(work) == []
     for text in outputs:
         assert KEY not in text
-    assert headers and all(h.get("authorization") == f"Bearer {KEY}" for h in headers)  # the key was in use
+    # the key was in use (the server's log holds a keyed digest of it, never the key)
+    assert headers and all(h.get("authorization") == key_tag for h in headers)
 
 
 def test_key_absent_from_cache_manifest_logs_and_errors_in_process(tmp_path, monkeypatch, caplog, capsys):
@@ -139,6 +141,152 @@ def test_sandbox_worker_does_not_inherit_the_key(tmp_path, monkeypatch):
     with Sandbox(module, max_result_chars=100_000) as sandbox:
         env = sandbox.call("env", {})["result"]
     assert KEY not in json.dumps(env)
+
+
+# == (d) the fake server's control endpoints =========================================================
+def control(server, method: str, path: str, body: bytes | None = None, *, token: str | None = "own",
+            headers: dict | None = None) -> tuple[int, bytes]:
+    """One raw HTTP request to the server; ``token="own"`` sends the server's control token."""
+    import http.client
+
+    sent = {"Content-Type": "application/json"}
+    if token == "own":
+        token = server.control_token
+    if token is not None:
+        sent["X-Fake-Server-Token"] = token
+    sent.update(headers or {})
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=sent)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+EVIL_MODULE = """
+import pathlib
+pathlib.Path({marker!r}).write_text("imported")   # code that runs on import
+
+def respond(messages, json_schema):
+    pathlib.Path({marker!r}).write_text("called")
+    return "pwned"
+"""
+
+
+def test_fake_server_config_cannot_load_code(tmp_path, monkeypatch):
+    marker = tmp_path / "ran.txt"
+    name = f"df_evil_responder_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(EVIL_MODULE.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    attack = json.dumps({"responder": f"{name}:respond"}).encode()
+    chat = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
+    with FakeOpenAIServer() as server:
+        status, _ = control(server, "POST", "/_config", attack, token=None)
+        assert status == 401
+        status, body = control(server, "POST", "/_config", attack)  # even with the token
+        assert status == 400 and b"responder" in body
+        status, body = control(server, "POST", "/v1/chat/completions", chat, token=None)
+        assert status == 200 and b"pwned" not in body
+    assert not marker.exists()
+    assert "responder" not in __import__("dataflow.serving.fake_server", fromlist=["x"]).HTTP_CONFIG_KEYS
+
+
+def test_fake_server_control_needs_token_loopback_host_and_json(tmp_path):
+    with FakeOpenAIServer() as server:
+        latency = json.dumps({"latency": 5}).encode()
+        port = server.port
+        refused = [
+            ("POST", "/_config", latency, dict(token=None)),
+            ("POST", "/_config", latency, dict(token="wrong-token")),
+            ("POST", "/_config", latency, dict(headers={"Host": f"attacker.example:{port}"})),  # DNS rebinding
+            ("POST", "/_config", latency, dict(headers={"Origin": "http://attacker.example"})),
+            ("POST", "/_config", latency, dict(headers={"Origin": "null"})),
+            ("POST", "/_config", latency, dict(headers={"Content-Type": "text/plain"})),  # a "simple" CORS request
+            ("POST", "/_reset", b"{}", dict(token=None)),
+            ("GET", "/_requests?full=1", None, dict(token=None)),
+            ("GET", "/_stats", None, dict(headers={"Host": "10.0.0.1"})),
+        ]
+        for method, path, body, kw in refused:
+            status, _ = control(server, method, path, body, **kw)
+            assert status in (401, 403, 415), (path, kw, status)
+        assert server.latency == 0.0 and server.stats()["requests"] == 0
+        # the owner, with the token, from loopback
+        assert control(server, "POST", "/_config", latency.replace(b"5", b"0.01"),
+                       headers={"Origin": f"http://localhost:{port}"})[0] == 200
+        assert server.stats()  # the Python API sends the token itself
+        # only declared, checked, inert settings
+        assert control(server, "POST", "/_config", b'{"latency": "forever"}')[0] == 400
+        assert control(server, "POST", "/_config", b'{"hang_seconds": 1e9}')[0] == 400
+        assert control(server, "POST", "/_config", b'[1, 2]')[0] == 400
+
+
+def test_fake_server_request_log_keeps_no_credentials(tmp_path, monkeypatch):
+    monkeypatch.setenv("DF_API_KEY", KEY)
+    for in_process in (True, False):
+        with FakeOpenAIServer(in_process=in_process) as server:
+            serving = APILLMServing_request(api_url=server.url, model_name="fake", cache=False)
+            assert serving.generate_from_input(["hello"])[0].ok
+            serving.close()
+            control(server, "POST", "/v1/chat/completions",
+                    json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode(), token=None,
+                    headers={"X-Api-Key": KEY, "Cookie": f"session={KEY}", "Proxy-Authorization": KEY})
+            status, raw = control(server, "GET", "/_requests?full=1")
+            assert status == 200 and KEY_BYTES not in raw
+            records = server.requests()
+            assert KEY not in json.dumps(records)
+            assert records[0]["headers"]["authorization"] == server.credential_tag(f"Bearer {KEY}")
+            assert all(h not in records[1]["headers"] or "redacted" in records[1]["headers"][h]
+                       for h in ("x-api-key", "cookie", "proxy-authorization"))
+            if not in_process:  # the subprocess got its token through its environment, not argv
+                cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes()
+                assert server.control_token.encode() not in cmdline
+
+
+SYSTEM_PYTHON = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)), None)
+
+
+def run_as_nobody(code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``code`` (stdlib only) as uid/gid 65534 with the system Python: another local user."""
+    return subprocess.run([SYSTEM_PYTHON, "-I", "-c", code, *args], capture_output=True, text=True,
+                          timeout=60, cwd="/", env={"PATH": "/usr/bin:/bin"},
+                          preexec_fn=lambda: (os.setgroups([]), os.setgid(65534), os.setuid(65534)))
+
+
+cross_user = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0 or SYSTEM_PYTHON is None,
+    reason="a cross-user attack needs root (to become uid 65534) and a system python3 that uid can run",
+)
+
+NOBODY_CONTROL_ATTACK = """
+import json, sys, urllib.request, urllib.error
+pid, port = int(sys.argv[1]), int(sys.argv[2])
+found = []
+for name in ("cmdline", "environ"):
+    try:
+        found.append(open(f"/proc/{pid}/{name}", "rb").read())
+    except OSError:
+        pass
+req = urllib.request.Request(f"http://127.0.0.1:{port}/_config", data=json.dumps({"latency": 9}).encode(),
+                             headers={"Content-Type": "application/json"}, method="POST")
+try:
+    status = urllib.request.urlopen(req, timeout=5).status
+except urllib.error.HTTPError as exc:
+    status = exc.code
+print(json.dumps({"status": status, "read": b"".join(found).decode("latin-1")}))
+"""
+
+
+@cross_user
+def test_fake_server_control_refused_to_another_user():
+    """Another local user reaches the port but finds no token (not in argv; the server's
+    environment is readable by its owner only) and gets nothing from the control endpoint."""
+    with FakeOpenAIServer(in_process=False) as server:
+        out = run_as_nobody(NOBODY_CONTROL_ATTACK, str(server.pid), str(server.port))
+        assert out.returncode == 0, out.stderr
+        seen = json.loads(out.stdout)
+        assert seen["status"] == 401
+        assert server.control_token not in seen["read"]
 
 
 # == (b) the execution checker's worker ==============================================================

@@ -202,7 +202,7 @@ def test_api_key_sent_as_bearer_only_when_set(fake_server, monkeypatch):
     client(fake_server.url, key_name_of_api_key="MY_TEST_KEY").generate_from_input(["key"])
     first, second = fake_server.requests()
     assert "authorization" not in first["headers"]
-    assert second["headers"]["authorization"] == "Bearer sk-test-SECRET-123"
+    assert second["headers"]["authorization"] == fake_server.credential_tag("Bearer sk-test-SECRET-123")
 
 
 def test_api_key_never_in_reasons_or_errors(fake_server, monkeypatch):

@@ -19,16 +19,20 @@ import click
 @click.option("--max-faults-per-request", default=None, type=int,
               help="Never inject more faults than this into one distinct request.")
 @click.option("--model", default="fake-model", show_default=True)
-@click.option("--responder", default=None, help="module:function answering (messages, json_schema).")
+@click.option("--responder", default=None,
+              help="module:function answering (messages, json_schema); chosen here only, never over HTTP.")
 def command(host: str, port: int, latency: float, fault_rate: float, faults: str, retry_after: float,
             seed: int, hang_seconds: float, max_faults_per_request: int | None, model: str,
             responder: str | None) -> None:
     """Serve POST /v1/chat/completions on loopback with optional latency and faults (Ctrl-C stops)."""
     from dataflow.serving.fake_server import load_responder, serve
 
-    def announce(url: str) -> None:
+    def announce(url: str, token: str) -> None:
         click.echo(f"fake OpenAI server listening: {url}  (api_url for APILLMServing_request)")
-        click.echo("stats: GET /_stats   recorded requests: GET /_requests   Ctrl-C to stop", err=True)
+        click.echo(f"control token: {token}")
+        click.echo("stats: GET /_stats   recorded requests: GET /_requests   settings: POST /_config "
+                   "(each with header X-Fake-Server-Token: <control token>; loopback only)   Ctrl-C to stop",
+                   err=True)
 
     try:
         serve(host=host, port=port, announce=announce, latency=latency, fault_rate=fault_rate,

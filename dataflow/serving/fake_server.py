@@ -6,6 +6,15 @@ harness ``GET /_stats`` (counts), ``GET /_requests`` (recorded request bodies; `
 headers and whether the response was delivered, ``?completed=1`` keeps only delivered ones),
 ``POST /_reset`` and ``POST /_config`` (change latency / fault rate / ... of a running server).
 
+The harness (``/_...``) endpoints are control endpoints, guarded because any local process can
+reach a loopback port: each needs the server's own random token in the ``X-Fake-Server-Token``
+header (``FakeOpenAIServer.control_token``; printed at start on the command line), a loopback
+``Host`` and ``Origin`` (if any), and for POST a JSON content type. ``/_config`` changes only inert
+settings (``HTTP_CONFIG_KEYS``: latency, fault rates, ...): the responder, which is code, is chosen
+only in the Python API or on the command line. Recorded requests never keep credentials: the
+``Authorization`` header (and any header named like a key, token, secret or cookie) is replaced
+by a keyed digest, ``FakeOpenAIServer.credential_tag(value)``.
+
 It adds ``latency`` to every reply and injects faults at ``fault_rate``: ``429`` (with
 ``Retry-After``), ``500``, ``503``, ``reset`` (TCP RST), ``timeout`` (hang ``hang_seconds`` then
 drop), ``malformed`` (200 with a body that is not JSON) and ``truncated`` (200 with half a JSON
@@ -28,15 +37,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import hmac
 import importlib
+import ipaddress
 import json
 import os
+import secrets
 import socket
 import struct
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -102,6 +115,7 @@ class _State:
     record: bool = True
     max_faults_per_request: int | None = None
     model: str = "fake-model"
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     # counters
     requests: int = 0
     completed: int = 0
@@ -131,11 +145,12 @@ class _State:
         }
 
     def configure(self, **kw: Any) -> None:
+        checked = {}
         for key, value in kw.items():
             if key not in _CONFIG_KEYS:
                 raise ValueError(f"unknown fake server option {key!r}")
-            if key == "faults":
-                value = _check_faults(value)
+            checked[key] = value if key == "responder" else _check_option(key, value)
+        for key, value in checked.items():
             setattr(self, key, value)
 
 
@@ -143,6 +158,90 @@ _CONFIG_KEYS = frozenset(
     {"responder", "latency", "fault_rate", "faults", "retry_after", "seed", "hang_seconds",
      "record", "max_faults_per_request", "model"}
 )
+#: what ``POST /_config`` may change: inert settings only (never the responder, which is code)
+HTTP_CONFIG_KEYS = _CONFIG_KEYS - {"responder"}
+_TOKEN_HEADER = "X-Fake-Server-Token"
+_TOKEN_ENV = "DF_FAKE_SERVER_TOKEN"  # how a subprocess server gets its token (never argv: ps shows it)
+
+
+def _check_option(key: str, value: Any) -> Any:
+    """``value`` checked for option ``key`` (a ``ValueError`` names what is wrong)."""
+    if key == "faults":
+        return _check_faults(value)
+    if key == "record":
+        if not isinstance(value, bool):
+            raise ValueError(f"record must be true or false, got {value!r}")
+        return value
+    if key == "model":
+        if not isinstance(value, str) or not 0 < len(value) <= 200:
+            raise ValueError(f"model must be a non-empty string, got {value!r}")
+        return value
+    if key in ("seed", "max_faults_per_request"):
+        if value is None and key == "max_faults_per_request":
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or (key != "seed" and value < 0):
+            raise ValueError(f"{key} must be a{' non-negative' if key != 'seed' else 'n'} integer, got {value!r}")
+        return value
+    limits = {"latency": 600.0, "fault_rate": 1.0, "retry_after": 3600.0, "hang_seconds": 3600.0}
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= limits[key]:
+        raise ValueError(f"{key} must be a number from 0 to {limits[key]:g}, got {value!r}")
+    return float(value)
+
+
+def credential_tag(token: str, value: str) -> str:
+    """What a recorded request keeps instead of a credential header's ``value``: a digest keyed
+    with the server's token, so a test can check which key was sent without the log holding it."""
+    digest = hmac.new(token.encode(), str(value).encode(), hashlib.sha256).hexdigest()[:16]
+    return f"[redacted {digest}]"
+
+
+_CREDENTIAL_WORDS = ("auth", "key", "token", "secret", "password", "cookie", "session", "credential")
+
+
+def _recorded_headers(headers: Any, token: str) -> dict:
+    """Request headers, lower-cased, with every credential-like value replaced by its tag."""
+    return {
+        k.lower(): credential_tag(token, v) if any(w in k.lower() for w in _CREDENTIAL_WORDS) else v
+        for k, v in headers.items()
+    }
+
+
+def _is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    host = host.strip().lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _control_refusal(request: Any, token: str) -> tuple[int, str] | None:
+    """Why a control request is refused (status, message), or None to let it through."""
+    if not _is_loopback_host(request.remote):
+        return 403, "control endpoints answer loopback clients only"
+    try:
+        host = urllib.parse.urlsplit("//" + (request.headers.get("Host") or "")).hostname
+    except ValueError:
+        host = None
+    if not _is_loopback_host(host):
+        return 403, "control endpoints need a loopback Host header"
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        try:
+            origin_host = urllib.parse.urlsplit(origin).hostname
+        except ValueError:
+            origin_host = None
+        if not _is_loopback_host(origin_host):
+            return 403, "control endpoints refuse requests from a non-loopback Origin"
+    given = request.headers.get(_TOKEN_HEADER, "")
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return 401, f"control endpoints need the server's token in the {_TOKEN_HEADER} header"
+    if request.method == "POST" and request.content_type != "application/json":
+        return 415, "control endpoints take application/json bodies only"
+    return None
 
 
 def _check_faults(faults: Iterable[str] | str) -> tuple:
@@ -190,6 +289,10 @@ class _FakeApp:
             if route is None:
                 return web.json_response({"error": {"message": f"no route {request.method} {request.path}"}},
                                          status=404)
+            if request.path.startswith("/_"):
+                refusal = _control_refusal(request, self.state.token)
+                if refusal is not None:
+                    return web.json_response({"error": {"message": refusal[1]}}, status=refusal[0])
             return await route(request)
 
         return handle
@@ -233,9 +336,14 @@ class _FakeApp:
 
         try:
             options = await request.json()
-            if "responder" in options:
-                spec = options["responder"]
-                options["responder"] = load_responder(spec) if spec else None
+            if not isinstance(options, dict):
+                raise ValueError("the body must be a JSON object of options")
+            refused = sorted(set(options) - HTTP_CONFIG_KEYS)
+            if refused:
+                raise ValueError(
+                    f"cannot change {refused} over HTTP; settable: {sorted(HTTP_CONFIG_KEYS)} "
+                    "(a responder is chosen in the Python API or on the command line)"
+                )
             self.state.configure(**options)
         except Exception as exc:  # noqa: BLE001 - reported to the caller
             return web.json_response({"error": str(exc)}, status=400)
@@ -276,7 +384,7 @@ class _FakeApp:
             ))
         record = None
         if st.record:
-            record = {"body": body, "headers": {k.lower(): v for k, v in request.headers.items()},
+            record = {"body": body, "headers": _recorded_headers(request.headers, st.token),
                       "completed": False}
             st.records.append(record)
         fault = self._pick_fault(raw)
@@ -428,7 +536,9 @@ class FakeOpenAIServer:
 
     ``with FakeOpenAIServer(latency=0.05) as server: ... server.url ... server.request_count``.
     Options (``latency``, ``fault_rate``, ``responder``, ...) can be changed while it runs by
-    assigning the attribute; in subprocess mode ``responder`` must be a ``"module:function"``.
+    assigning the attribute; in subprocess mode ``responder`` must be a ``"module:function"``
+    and is fixed at start (the control endpoint never loads code). ``control_token`` is the
+    random token its ``/_...`` endpoints require (sent by this object's own calls).
     """
 
     def __init__(
@@ -452,6 +562,7 @@ class FakeOpenAIServer:
         self.host = host
         self.port = port
         self.in_process = in_process
+        self.control_token = secrets.token_urlsafe(32)
         self.startup_timeout = startup_timeout
         if not in_process and responder is not None and not isinstance(responder, str):
             responder = _dotted_path(responder)
@@ -462,6 +573,7 @@ class FakeOpenAIServer:
             retry_after=retry_after, seed=seed, hang_seconds=hang_seconds, record=record,
             max_faults_per_request=max_faults_per_request, model=model,
         )
+        self._options.update({k: _check_option(k, v) for k, v in self._options.items() if k != "responder"})
         self._state: _State | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -483,11 +595,15 @@ class FakeOpenAIServer:
 
     def configure(self, **options: Any) -> None:
         """Change options (latency, fault_rate, faults, responder, ...) now."""
-        if "faults" in options:
-            options["faults"] = _check_faults(options["faults"])
         unknown = set(options) - _CONFIG_KEYS
         if unknown:
             raise ValueError(f"unknown fake server options {sorted(unknown)}")
+        options = {k: v if k == "responder" else _check_option(k, v) for k, v in options.items()}
+        if not self.in_process and "responder" in options and self._proc is not None:
+            raise ValueError(
+                "the responder of a subprocess fake server is chosen when it starts "
+                "(FakeOpenAIServer(responder=..., in_process=False)); stop it and start another"
+            )
         if not self.in_process and options.get("responder") is not None and not isinstance(options["responder"], str):
             options["responder"] = _dotted_path(options["responder"])
         if self.in_process and isinstance(options.get("responder"), str):
@@ -509,7 +625,7 @@ class FakeOpenAIServer:
         return self
 
     def _start_thread(self) -> None:
-        state = _State(**self._options)
+        state = _State(**self._options, token=self.control_token)
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -557,6 +673,7 @@ class FakeOpenAIServer:
         if opts["responder"]:
             cmd += ["--responder", opts["responder"]]
         env = dict(os.environ)
+        env[_TOKEN_ENV] = self.control_token
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
@@ -646,10 +763,17 @@ class FakeOpenAIServer:
         else:
             self._http("POST", "/_reset", {})
 
+    def credential_tag(self, value: str) -> str:
+        """What this server's request records hold instead of the credential header ``value``
+        (e.g. ``server.credential_tag(f"Bearer {key}")``)."""
+        return credential_tag(self.control_token, value)
+
     def _http(self, method: str, path: str, payload: Any = None) -> Any:
         data = json.dumps(payload).encode() if payload is not None else None
-        req = urllib.request.Request(f"http://{self.host}:{self.port}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        req = urllib.request.Request(f"http://{host}:{self.port}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json",
+                                              _TOKEN_HEADER: self.control_token})
         with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback only
             return json.loads(resp.read())
 
@@ -678,12 +802,14 @@ def _readline_with_timeout(proc: subprocess.Popen, timeout: float) -> str:
 
 
 # -- command line -------------------------------------------------------------------------------
-def serve(host: str = "127.0.0.1", port: int = 8000, announce: Callable[[str], None] | None = None,
-          **options: Any) -> None:
-    """Run a fake server in the foreground until interrupted (SIGINT/SIGTERM)."""
+def serve(host: str = "127.0.0.1", port: int = 8000, announce: Callable[[str, str], None] | None = None,
+          token: str | None = None, **options: Any) -> None:
+    """Run a fake server in the foreground until interrupted (SIGINT/SIGTERM). ``announce(url,
+    token)`` is called once it listens; ``token`` (default: a new random one) guards the
+    control endpoints."""
     import signal
 
-    state = _State()
+    state = _State(token=token) if token else _State()
     state.configure(**options)
 
     async def main() -> None:
@@ -695,7 +821,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, announce: Callable[[str], N
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread / Windows
                 pass
-        (announce or _announce)(f"http://{host}:{bound}/v1/chat/completions")
+        (announce or _announce)(f"http://{host}:{bound}/v1/chat/completions", state.token)
         try:
             await stop.wait()
         finally:
@@ -704,8 +830,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, announce: Callable[[str], N
     run_new_loop(main)
 
 
-def _announce(url: str) -> None:
+def _announce(url: str, token: str) -> None:
     print(f"FAKE_SERVER_URL {url}", flush=True)
+    print(f"FAKE_SERVER_TOKEN {token}  (header {_TOKEN_HEADER} for the /_... control endpoints)", flush=True)
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -728,8 +855,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_arg_parser().parse_args(argv)
+    token = os.environ.pop(_TOKEN_ENV, None)  # given by a parent FakeOpenAIServer, which knows it
+    announce = (lambda url, _token: print(f"FAKE_SERVER_URL {url}", flush=True)) if token else None
     serve(
-        host=args.host, port=args.port, latency=args.latency, fault_rate=args.fault_rate,
+        host=args.host, port=args.port, announce=announce, token=token, latency=args.latency, fault_rate=args.fault_rate,
         faults=args.faults, retry_after=args.retry_after, seed=args.seed,
         hang_seconds=args.hang_seconds, max_faults_per_request=args.max_faults_per_request,
         model=args.model, record=not args.no_record,
