@@ -4,9 +4,17 @@ conversations (no check fires: a check that rejects correct data is a bug)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from dataflow.quality import result_echoes_arguments, ungrounded_arguments
+from dataflow.quality import (
+    INSTRUCTION_PHRASES, answer_problems, conversation_problems, degenerate_text, instruction_leak,
+    near_duplicate_tools, result_echoes_arguments, ungrounded_arguments, user_turn_problems,
+)
 
 # -- grounding ----------------------------------------------------------------------------------
 TOOL = {
@@ -126,3 +134,371 @@ def test_result_with_a_value_of_its_own_is_not_an_echo():
     assert result_echoes_arguments({"budget_us": 1000}, '{"budget_us": 10000}') is None
     assert result_echoes_arguments({"city": "Oslo"}, '{"ok": true}') is None
     assert result_echoes_arguments({"city": "Oslo"}, '{"forecast": "Rain", "city": "Oslo"}') is None
+
+
+def test_echo_compares_strings_as_written():
+    pretty = '{"formatted": "{\\n    \\"a\\": 1\\n}"}'
+    assert result_echoes_arguments({"document": '{"a": 1}'}, pretty) is None
+
+
+# -- degenerate text ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("Baked Chicken, " + "Vegan " * 14, "'vegan' repeated 14 times"),
+        ('{"recipes": "Avocado Toast, ' + "Vegan " * 14 + '"}', "'vegan' repeated 14 times"),
+        ("I am sorry I am sorry I am sorry I am sorry", "'i am sorry' repeated 4 times"),
+        ("Your train number is " + "3" * 120, "120-digit number"),
+        ("Done!!!!!!!!!!!!!!!!!!!!!!!!", "'!' repeated"),
+        ("rain and rain, rain then rain, more rain, rain rain, rain here rain", "'rain'"),
+    ],
+)
+def test_degenerate_text_is_flagged(text, fragment):
+    problem = degenerate_text(text)
+    assert problem is not None and problem.startswith("degenerate_text: ") and fragment in problem, problem
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The forecast for Lisbon is sunny with a high of 24 degrees, then light rain on Sunday.",
+        '[{"available": true, "room": "A"}, {"available": true, "room": "A"}, {"available": true, "room": "A"}]',
+        '{"temperatures": [20, 20, 20, 20, 21, 22]}',
+        "Readings: 0, 0, 0, 0, 0, 1, 1, 1, 1",
+        "again and again and again",
+        "very very very good",
+        "Vegan Pasta, Vegan Soup, Vegan Salad, Vegan Curry, Vegan Stew, Vegan Cake",
+        "Tracking 9400111899223197428490 is delivered",  # 22 digits: a real USPS number
+        "===================================",
+        "",
+    ],
+)
+def test_normal_text_is_not_degenerate(text):
+    assert degenerate_text(text) is None
+
+
+# -- instruction leak ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text, phrase",
+    [
+        ("What are some vegan recipes, keeping vegan's concrete values?", "concrete value"),
+        ("This task does not require Task A's result.", "task A"),
+        ("Please do the first subtask", "sub-task"),
+        ("Then do the sub task", "sub-task"),
+        ("Here is the composed task", "composed task"),
+        ("Answer the user's request quickly", "the user's request"),
+        ("Send it back as JSON", "JSON"),
+        ("As an AI, I want flights", "as an AI"),
+    ],
+)
+def test_instruction_leak_found(text, phrase):
+    problem = instruction_leak(text)
+    assert problem is not None and problem.startswith("instruction_leak: ") and repr(phrase) in problem
+
+
+@pytest.mark.parametrize(
+    "text", ["Add a task a day to my list", "Is task B-12 done? No.", "Find concrete suppliers in Oslo", "Convert user's budget"]
+)
+def test_ordinary_words_are_not_a_leak(text):
+    assert instruction_leak(text) is None
+
+
+def test_instruction_leak_extra_phrases_and_the_one_constant():
+    assert "concrete value" in INSTRUCTION_PHRASES and "JSON" in INSTRUCTION_PHRASES
+    assert instruction_leak("Write the scenario now") is None
+    assert instruction_leak("Write the scenario now", extra_phrases=("the scenario",)) == "instruction_leak: 'the scenario'"
+
+
+# -- user turns ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text, code",
+    [
+        ("What is your budget in US dollars?", "user_asks_own_facts"),
+        ("what is my budget?", "user_asks_own_facts"),
+        ("What's my dietary restriction again?", "user_asks_own_facts"),
+        ("Can you tell me my favorite cuisine?", "user_asks_own_facts"),
+        ("Great! Is there anything else I can help you with?", "user_role_reversal"),
+        ("Find recipes, keeping the concrete values", "instruction_leak"),
+        ("Oslo " * 10, "degenerate_text"),
+    ],
+)
+def test_user_turn_problems(text, code):
+    assert code in _codes(user_turn_problems(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What is the weather in my city, Oslo?",
+        "What's my account balance on card ending 4421?",
+        "Where is my order 5521?",
+        "My budget is $1,200. What hotels in Rome fit?",
+        "What are my options for flights to Denver on June 2?",
+    ],
+)
+def test_normal_requests_pass(text):
+    assert user_turn_problems(text) == []
+
+
+def test_repeated_user_turn():
+    earlier = ["What is the weather in Oslo today?", "Thanks, and tomorrow?"]
+    problems = user_turn_problems("what's the weather in Oslo today", earlier)
+    assert _codes(problems) == ["repeated_user_turn"] and "user turn 0" in problems[0]
+    assert user_turn_problems("What is the weather in Bergen next week?", earlier) == []
+
+
+# -- tools --------------------------------------------------------------------------------------
+def _tool(name, description=""):
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": {"type": "object"}}}
+
+
+def test_near_duplicate_tools_by_name_suffix_and_by_name_and_description():
+    tools = [_tool("search_recipes", "Find recipes"), _tool("search_recipes_2", "Look up dishes"),
+             _tool("search_recipes_3", "Recipes"), _tool("get_weather", "Weather for a city")]
+    assert near_duplicate_tools(tools) == ["near_duplicate_tools: search_recipes, search_recipes_2, search_recipes_3"]
+    similar = [_tool("get_stock_quote", "Get the latest stock price for a ticker symbol"),
+               _tool("get_stock_quotes", "Get the latest stock prices for a ticker symbol")]
+    assert _codes(near_duplicate_tools(similar)) == ["near_duplicate_tools"]
+    described = [_tool("fetch_price", "Get the latest share price for a stock ticker symbol"),
+                 _tool("fetch_prices", "Get the latest share price for a stock ticker symbol today")]
+    assert _codes(near_duplicate_tools(described)) == ["near_duplicate_tools"]
+
+
+def test_distinct_tools_are_not_near_duplicates():
+    tools = [_tool("celsius_to_fahrenheit", "Convert a temperature from Celsius to Fahrenheit"),
+             _tool("fahrenheit_to_celsius", "Convert a temperature from Fahrenheit to Celsius"),
+             _tool("get_weather_forecast", "Daily weather forecast for a city"),
+             _tool("suggest_packing_list", "Suggest what to pack for a weather forecast"),
+             _tool("search_flights", "Search flights"), _tool("book_flight", "Book a flight")]
+    assert near_duplicate_tools(tools) == []
+
+
+# -- answers ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "answer, results",
+    [
+        ("The tip is $12.96.", ['{"tip": 12.96}']),
+        ("A tip of about $13.", ['{"tip": 12.956}']),  # rounded
+        ("Your total is $1,104.50.", ['{"amount": 1104.5}']),
+        ("It will be 7:30 pm there.", ['{"time": "19:30"}']),
+        ("It arrives on May 8.", ['{"eta": "2025-05-08"}']),
+        ("Yes, the room is available.", ['{"available": true}']),
+        ("Expect light rain later today.", ['{"forecast": "Light rain in the afternoon"}']),
+        ("Booked at Monteverde.", ['{"ok": true}', '{"name": "Monteverde"}']),
+        ("Done.", ['{"ok": null}']),  # nothing to compare
+        ("Sure, here you go.", []),  # a turn without results
+        ("Das Meeting ist am Montag.", ['{"translation": "Das Meeting ist am Montag."}']),  # the only result
+    ],
+)
+def test_answer_drawing_on_results_passes(answer, results):
+    assert answer_problems(answer, results) is None
+
+
+def test_answer_problems_codes():
+    assert answer_problems("", ['{"tip": 12.96}']).startswith("missing_final_answer: ")
+    assert answer_problems("   ", []).startswith("missing_final_answer: ")
+    ignored = answer_problems("The cost of the dinner is $86.40.", ['{"tip": 101.95}'])
+    assert ignored.startswith("answer_ignores_results: ") and "101.95" in ignored
+    assert answer_problems("It costs $1000.", ['{"price": 10000}']).startswith("answer_ignores_results: ")
+    copied = answer_problems("Baked chicken with tofu", ['{"recipes": "Baked chicken with tofu"}', '{"recipes": "Vegan soup"}'])
+    assert copied.startswith("answer_copies_result: ") and "result 0" in copied
+
+
+# -- conversations ------------------------------------------------------------------------------
+DATA = Path(__file__).parent / "data" / "quality"
+BAD = [json.loads(line) for line in (DATA / "bad_conversations.jsonl").read_text().splitlines() if line.strip()]
+GOOD = [json.loads(line) for line in (DATA / "good_conversations.jsonl").read_text().splitlines() if line.strip()]
+
+#: Each labelled defect (by its leading code) -> the code that must report it, or None when only a
+#: judge (an LLM reading the meaning) can tell: whether a recipe is vegan, a tip smaller than its
+#: bill, a price the right stock's, an argument the very value asked for, an answer sensible.
+DEFECT_CODES = {
+    "user_turn_asks_assistant_for_user_facts": "user_asks_own_facts",
+    "ungrounded_argument": "ungrounded_argument",
+    "tool_result_echoes_arguments": "result_echoes_arguments",
+    "final_answer_meaningless": None,
+    "template_leak_in_user_turn": "instruction_leak",
+    "near_duplicate_tools": "near_duplicate_tools",
+    "invented_argument": "instruction_leak",  # keep_concrete: its description is the prompt's own words
+    "degenerate_tool_result": "degenerate_text",
+    "tool_result_contradicts_call": None,
+    "final_answer_copies_one_result_verbatim": "answer_copies_result",
+    "user_turn_already_contains_the_answer": "user_states_answer",
+    "argument_is_the_answer": None,
+    "tool_result_contradicts_conversation": None,
+    "final_answer_contradicts_user": None,
+    "user_turn_lacks_the_values_needed": "ungrounded_argument",
+    "implausible_tool_result": None,
+    "final_answer_ignores_tool_result": "answer_ignores_results",
+    "declared_tool_never_called": "unused_tool",
+}
+
+
+@pytest.mark.parametrize("row", BAD, ids=[f"bad{i}" for i in range(len(BAD))])
+def test_each_bad_conversation_is_flagged_with_the_codes_of_its_defects(row):
+    problems = conversation_problems(row["messages"], row["tools"])
+    assert problems, "a conversation labelled wrong passed every check"
+    codes = set(_codes(problems))
+    for defect in row["defects"]:
+        label = defect.split(":", 1)[0]
+        assert label in DEFECT_CODES, f"unmapped defect {defect!r}"
+        expected = DEFECT_CODES[label]
+        if expected is not None:
+            assert expected in codes, f"{defect!r} not caught as {expected}: {problems}"
+
+
+def test_bad_conversation_details_name_the_evidence():
+    budget, recipes, stock, dinner = (conversation_problems(r["messages"], r["tools"]) for r in BAD)
+    assert any(p.startswith("ungrounded_argument:") and "budget_us=1000" in p for p in budget)
+    assert any(p.startswith("degenerate_text:") and "'vegan' repeated 14 times" in p for p in recipes)
+    assert "near_duplicate_tools: search_recipes, search_recipes_2, search_recipes_3" in recipes
+    assert any(p.startswith("user_states_answer:") and "131.7" in p for p in stock)
+    assert any(p.startswith("ungrounded_argument:") and "total_cost=86.4" in p for p in dinner)
+    assert "unused_tool: calculate_total_cost is declared but never called" in dinner
+    assert any(p.startswith("instruction_leak: tool calculate_total_cost") for p in dinner)
+
+
+@pytest.mark.parametrize("row", GOOD, ids=[r["domain"] for r in GOOD])
+def test_correct_conversations_pass_every_check(row):
+    assert conversation_problems(row["messages"], row["tools"]) == []
+
+
+def test_good_set_covers_what_correct_data_does():
+    """The good set exercises what a check could wrongly reject: several domains, two user turns,
+    chained and parallel calls, and values written differently in the call and the user turn."""
+    assert len(GOOD) >= 12 and len({r["domain"] for r in GOOD}) == len(GOOD)
+    two_turns = [r for r in GOOD if sum(m["role"] == "user" for m in r["messages"]) >= 2]
+    assert len(two_turns) >= 12
+    parallel = [r for r in GOOD if any(len(m.get("tool_calls") or []) > 1 for m in r["messages"])]
+    assert len(parallel) >= 3
+    arguments = [c["function"]["arguments"] for r in GOOD for m in r["messages"] for c in m.get("tool_calls") or []]
+    users = " ".join(m["content"] for r in GOOD for m in r["messages"] if m["role"] == "user")
+    for written, passed in [("$1,200", '"amount": 1200'), ("three days", '"days": 3'), ("March 15, 2025", "2025-03-15"),
+                            ("7:30 pm", '"19:30"'), ("$350k", '"principal": 350000'), ("four of us", '"party_size": 4')]:
+        assert written in users and any(passed in a for a in arguments), written
+
+
+# Mutations of correct conversations: each breaks one rubric line, and the check for it must say so.
+def _last(messages, predicate):
+    return max(i for i, m in enumerate(messages) if predicate(m))
+
+
+def _invent_argument(row):
+    index = _last(row["messages"], lambda m: m.get("tool_calls"))
+    call = row["messages"][index]["tool_calls"][0]["function"]
+    arguments = json.loads(call["arguments"])
+    tool = next(t for t in row["tools"] if t["function"]["name"] == call["name"])
+    properties = tool["function"]["parameters"]["properties"]
+    name = next(k for k, s in properties.items() if s["type"] in ("string", "number", "integer") and "enum" not in s)
+    arguments[name] = "Zanzibar Harbour" if properties[name]["type"] == "string" else 987654
+    call["arguments"] = json.dumps(arguments)
+    return "ungrounded_argument"
+
+
+def _echo_result(row):
+    index = _last(row["messages"], lambda m: m["role"] == "tool")
+    call_id = row["messages"][index]["tool_call_id"]
+    call = next(c for m in row["messages"] for c in m.get("tool_calls") or [] if c["id"] == call_id)
+    row["messages"][index]["content"] = call["function"]["arguments"]
+    return "result_echoes_arguments"
+
+
+def _degenerate_result(row):
+    index = _last(row["messages"], lambda m: m["role"] == "tool")
+    row["messages"][index]["content"] = json.dumps({"result": "Great " * 12})
+    return "degenerate_text"
+
+
+def _ignore_results(row):
+    index = _last(row["messages"], lambda m: m["role"] == "tool")
+    row["messages"][index + 1]["content"] = "I hope this helps you plan everything!"
+    return "answer_ignores_results"
+
+
+def _drop_final_answer(row):
+    index = _last(row["messages"], lambda m: m["role"] == "tool")
+    del row["messages"][index + 1:]
+    return "missing_final_answer"
+
+
+def _leak_second_user_turn(row):
+    index = _last(row["messages"], lambda m: m["role"] == "user")
+    row["messages"][index]["content"] += " Use the result of task A."
+    return "instruction_leak"
+
+
+def _declare_unused_tool(row):
+    row["tools"].append(_tool("delete_account", "Delete the user's account"))
+    return "unused_tool"
+
+
+def _duplicate_a_tool(row):
+    copy = json.loads(json.dumps(row["tools"][0]))
+    copy["function"]["name"] += "_2"
+    row["tools"].append(copy)
+    return "near_duplicate_tools"
+
+
+MUTATIONS = [_invent_argument, _echo_result, _degenerate_result, _ignore_results, _drop_final_answer,
+             _leak_second_user_turn, _declare_unused_tool, _duplicate_a_tool]
+
+
+@pytest.mark.parametrize("mutate", MUTATIONS, ids=[m.__name__.strip("_") for m in MUTATIONS])
+def test_breaking_a_correct_conversation_is_caught(mutate):
+    for good in GOOD:
+        row = json.loads(json.dumps(good))
+        expected = mutate(row)
+        codes = _codes(conversation_problems(row["messages"], row["tools"]))
+        assert expected in codes, f"{row['domain']}: {expected} not in {codes}"
+
+
+def _user(text):
+    return {"role": "user", "content": text}
+
+
+def _calls(*calls):
+    """An assistant message calling ``(id, name, arguments)`` for each call."""
+    return {"role": "assistant", "content": None, "tool_calls": [
+        {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a)}} for i, n, a in calls]}
+
+
+def _result(call_id, value):
+    return {"role": "tool", "tool_call_id": call_id, "content": json.dumps(value)}
+
+
+def _answer(text):
+    return {"role": "assistant", "content": text}
+
+
+def test_only_what_stands_before_a_call_grounds_it():
+    """A value from a later result, or from a parallel sibling's result, is not grounded."""
+    tools = [_tool("search_flights", "Search flights"), _tool("book_flight", "Book a flight")]
+    search = ("s", "search_flights", {"origin": "Boston", "destination": "Denver"})
+    book = ("b", "book_flight", {"flight_number": "WN 2210"})
+    flights = {"flights": [{"flight": "WN 2210", "price_usd": 189}]}
+    chained = [_user("Flights from Boston to Denver, and book the cheapest"), _calls(search), _result("s", flights),
+               _calls(book), _result("b", {"ref": "K7QX2P"}), _answer("Booked WN 2210 for $189, reference K7QX2P.")]
+    assert conversation_problems(chained, tools) == []
+    parallel = [*chained[:1], _calls(search, book), _result("s", flights), _result("b", {"ref": "K7QX2P"}), chained[-1]]
+    problems = conversation_problems(parallel, tools)
+    assert [p for p in problems if "WN 2210" in p and p.startswith("ungrounded_argument:")], problems
+
+
+def test_a_user_turn_after_unanswered_results_is_a_missing_answer():
+    messages = [_user("Convert 100 USD to EUR"), _calls(("c", "convert", {"amount": 100})), _result("c", {"eur": 92.1}),
+                _user("And to GBP?"), _answer("Sorry, I can only convert to euros: 100 USD is 92.1 EUR.")]
+    assert _codes(conversation_problems(messages, [_tool("convert", "Convert dollars to euros")])) == ["missing_final_answer"]
+
+
+def test_unreadable_call_is_reported_not_guessed_at():
+    call = _calls(("c", "get_weather", {}))
+    call["tool_calls"][0]["function"]["arguments"] = "{oops"
+    messages = [_user("Weather in Oslo"), call, _result("c", {"forecast": "Rain"}), _answer("Rain in Oslo.")]
+    problems = conversation_problems(messages, [_tool("get_weather", "Weather for a city")])
+    assert _codes(problems) == ["invalid_call", "unused_tool"]
+
+
+def test_import_is_light():
+    code = "import sys, dataflow.quality; print(any(m in sys.modules for m in ('rapidfuzz', 'dateutil', 'jsonschema')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -21,36 +21,63 @@ import json
 import math
 import re
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any, Sequence
 
 from .similarity import normalize_text
 
 # -- JSON leaves --------------------------------------------------------------------------------
 
 
-def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """``(path, leaf)`` for every non-container value inside ``value`` (dicts and lists are
-    walked; the path reads ``items[0].name``)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from leaves(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from leaves(item, f"{path}[{index}]")
-    else:
-        yield path, value
+def leaves(value: Any, path: str = "") -> list[tuple[str, Any]]:
+    """``(path, leaf)`` for every non-container value inside ``value``, in order (dicts and lists
+    are walked; the path reads ``items[0].name``)."""
+    out: list[tuple[str, Any]] = []
+    stack = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in reversed(item.items()))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(item))))
+        else:
+            out.append((where, item))
+    return out
 
 
 def maybe_json(text: Any) -> Any:
-    """``text`` parsed when it is a JSON object or array, else ``text`` unchanged."""
+    """``text`` parsed when it is a JSON object or array, else ``text`` unchanged. Parsed values
+    are cached by text and shared: read them, never change them."""
     if isinstance(text, str):
         stripped = text.strip()
         if stripped[:1] in ("{", "[") and stripped[-1:] in ("}", "]"):
-            try:
-                return json.loads(stripped)
-            except ValueError:
-                return text
+            parsed = _parse_json(stripped)
+            return text if parsed is _NOT_JSON else parsed
     return text
+
+
+_NOT_JSON = object()
+
+
+def value_leaves(value: Any) -> tuple[tuple[str, Any], ...]:
+    """``leaves`` of ``value``, or of the JSON a text holds (a plain text is one leaf); cached
+    for texts, since every check of a tool result reads the same leaves."""
+    if isinstance(value, str):
+        return _text_leaves(value)
+    return tuple(leaves(value))
+
+
+@lru_cache(maxsize=2048)
+def _text_leaves(text: str) -> tuple[tuple[str, Any], ...]:
+    value = maybe_json(text)
+    return (("", text),) if isinstance(value, str) else tuple(leaves(value))
+
+
+@lru_cache(maxsize=2048)
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _NOT_JSON
 
 
 def is_number(value: Any) -> bool:
@@ -85,11 +112,16 @@ NUMBER_WORDS: dict[str, int] = {
 }
 
 
-def numbers_in(text: str) -> list[float]:
+_ALPHA = re.compile(r"[a-z]+")
+_DIGIT = re.compile(r"\d")
+
+
+@lru_cache(maxsize=8192)
+def numbers_in(text: str) -> tuple[float, ...]:
     """Every number written in ``text`` (digits or number words), as floats; ``15%`` gives 15
-    and 0.15, ``2k`` gives 2 and 2000."""
+    and 0.15, ``2k`` gives 2 and 2000, ``twenty-five`` gives 20, 5 and 25."""
     out: list[float] = []
-    for match in _NUMBER.finditer(text):
+    for match in _NUMBER.finditer(text) if _DIGIT.search(text) else ():
         value = float(match.group("num").replace(",", ""))
         if match.group("exp"):
             value *= 10.0 ** int(match.group("exp"))
@@ -101,16 +133,17 @@ def numbers_in(text: str) -> list[float]:
             out.append(value / 100)
         elif scale in _SCALES:
             out.append(value * _SCALES[scale])
-    words = normalize_text(text).split()
-    previous_tens = None
-    for word in words:
-        n = NUMBER_WORDS.get(word)
-        if n is not None:
-            out.append(float(n))
-            if previous_tens is not None and 0 < n < 10:
-                out.append(float(previous_tens + n))  # twenty five, twenty-five
-        previous_tens = _TENS.get(word) or (20 if word == "twenty" else None)
-    return out
+    tokens = _ALPHA.findall(text.lower())
+    if NUMBER_WORDS.keys() & tokens:
+        previous_tens = 0
+        for token in tokens:
+            n = NUMBER_WORDS.get(token)
+            if n is not None:
+                out.append(float(n))
+                if previous_tens and 0 < n < 10:
+                    out.append(float(previous_tens + n))  # twenty five, twenty-five
+            previous_tens = n if n is not None and n >= 20 and n % 10 == 0 and n < 100 else 0
+    return tuple(out)
 
 
 def as_number(value: Any) -> float | None:
@@ -137,9 +170,10 @@ def fold(word: str) -> str:
     return word
 
 
-def words(text: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def words(text: str) -> tuple[str, ...]:
     """Lower-case, plural-folded words and numbers of ``text``."""
-    return [fold(w) for w in normalize_text(text).split()]
+    return tuple(fold(w) for w in normalize_text(text).split())
 
 
 STOPWORDS = frozenset(
@@ -272,25 +306,29 @@ class Evidence:
         for text in texts:
             self.add(text)
 
-    def add(self, text: Any) -> None:
-        value = maybe_json(text) if isinstance(text, str) else text
-        pieces = [value] if isinstance(value, str) else [leaf for _, leaf in leaves(value)]
+    def add(self, text: Any) -> set[float]:
+        """Index ``text`` (a string, JSON text or parsed value); returns the keys of the numbers
+        it holds."""
+        pieces = [leaf for _, leaf in value_leaves(text)]
+        added: set[float] = set()
         for piece in pieces:
             if is_number(piece):
-                self.numbers.add(number_key(piece))
+                added.add(number_key(piece))
                 continue
             if not isinstance(piece, str) or not piece.strip():
                 continue
             self._raw.append(piece)
-            self.numbers.update(number_key(n) for n in numbers_in(piece))
+            added.update(number_key(n) for n in numbers_in(piece))
             folded = words(piece)
             self.word_set.update(folded)
             self._phrases.append(" " + " ".join(folded) + " ")
+        self.numbers |= added
         self._joined = None
         self._dates = None
         self._times = None
+        return added
 
-    def has_phrase(self, folded_words: list[str]) -> bool:
+    def has_phrase(self, folded_words: Sequence[str]) -> bool:
         """True when these (folded) words stand together, in order, in one text piece."""
         if not folded_words:
             return False

@@ -34,7 +34,7 @@ import re
 from typing import Any, Sequence
 
 from ._values import (
-    STOPWORDS, Evidence, as_date_time, as_number, is_number, leaves, maybe_json, number_key, numbers_in, words,
+    STOPWORDS, Evidence, as_date_time, as_number, is_number, leaves, number_key, numbers_in, value_leaves, words,
 )
 
 _LIST_SEPARATOR = re.compile(r"\s*(?:[,;/]|\band\b|\bor\b|&)\s*", re.IGNORECASE)
@@ -54,6 +54,8 @@ def ungrounded_arguments(arguments: dict, tool: dict | None, context: Sequence[s
     ``{"name", "parameters"}`` works too), or None. ``context``: the texts before the call, each a
     user turn or a tool result (JSON results are read as their values, not their keys).
     """
+    if isinstance(context, str):
+        context = [context]
     evidence = context if isinstance(context, Evidence) else Evidence(context)
     return grounding_problems(arguments, tool, evidence)
 
@@ -75,14 +77,15 @@ def grounding_problems(arguments: dict, tool: dict | None, evidence: Evidence) -
 def result_echoes_arguments(arguments: dict, result: Any) -> str | None:
     """``"result_echoes_arguments: ..."`` when every leaf value of ``result`` (a JSON text or a
     parsed value; booleans and nulls aside) is one of the call's argument values, e.g. the result
-    ``{"budget_us": 1000}`` of a call with ``{"budget_us": 1000}``; None otherwise (also when the
+    ``{"budget_us": 1000}`` of a call with ``{"budget_us": 1000}`` (numbers compared by value, strings
+as written but for case); None otherwise (also when the
     result has no value of its own to compare, like ``{"ok": true}``)."""
-    values = [leaf for _, leaf in leaves(maybe_json(result)) if leaf is not None and not isinstance(leaf, bool)]
+    values = [leaf for _, leaf in value_leaves(result) if leaf is not None and not isinstance(leaf, bool)]
     values = [v for v in values if not (isinstance(v, str) and not v.strip())]
     if not values or not isinstance(arguments, dict):
         return None
-    argument_keys = {_value_key(leaf) for _, leaf in leaves(arguments)}
-    if all(_value_key(v) in argument_keys for v in values):
+    argument_keys = {_echo_key(leaf) for _, leaf in leaves(arguments)}
+    if all(_echo_key(v) in argument_keys for v in values):
         shown = ", ".join(f"{p}={_show(v)}" for p, v in leaves(arguments))
         return f"result_echoes_arguments: the result only repeats the arguments ({shown})"
     return None
@@ -159,6 +162,15 @@ def _value_key(value: Any) -> Any:
     return ("o", value)
 
 
+def _echo_key(value: Any) -> Any:
+    """Numbers by value, strings as written but for case and the ends (a pretty-printed document
+    is not an echo of the compact one)."""
+    number = as_number(value)
+    if number is not None:
+        return ("n", number_key(number))
+    return ("s", value.strip().casefold()) if isinstance(value, str) else ("o", value)
+
+
 # -- grounding ----------------------------------------------------------------------------------
 
 
@@ -188,7 +200,7 @@ def _grounded(value: Any, evidence: Evidence) -> bool:
     return False
 
 
-def _composed_text_grounded(text: str, folded: list[str], evidence: Evidence) -> bool:
+def _composed_text_grounded(text: str, folded: Sequence[str], evidence: Evidence) -> bool:
     """A longer text the assistant writes (a message, a note): its numbers must be grounded and
     most of its content words must come from the context."""
     if not all(evidence.has_number(n) for n in numbers_in(text)):
