@@ -64,6 +64,8 @@ def _codes(problems):
         (["vegan and gluten-free please"], {"area": "vegan, gluten-free"}),
         (['{"hotels": [{"id": "H-77"}]}'], {"area": "H-77"}),
         (["book a room"], {"nights": 1}),
+        (["for three days"], {"area": "3 days"}),
+        (["I ran 5km"], {"area": "5 km"}),
     ],
 )
 def test_grounded_values_pass(context, arguments):
@@ -83,6 +85,8 @@ def test_grounded_values_pass(context, arguments):
         (["check in tomorrow"], {"check_in": "2024-03-15"}),
         (['{"price_id": 7}'], {"max_price": 77}),
         (["three nights"], {"nights": 30}),
+        (["for three days"], {"area": "4 days"}),
+        (["room 13 please"], {"area": "Room 12"}),
     ],
 )
 def test_near_misses_are_ungrounded(context, arguments):
@@ -151,6 +155,7 @@ def test_echo_compares_strings_as_written():
         ("Your train number is " + "3" * 120, "120-digit number"),
         ("Done!!!!!!!!!!!!!!!!!!!!!!!!", "'!' repeated"),
         ("rain and rain, rain then rain, more rain, rain rain, rain here rain", "'rain'"),
+        ("The view is lovely. The pool is open. The view is lovely! Breakfast at 8. The view is lovely.", "sentence"),
     ],
 )
 def test_degenerate_text_is_flagged(text, fragment):
@@ -169,6 +174,7 @@ def test_degenerate_text_is_flagged(text, fragment):
         "very very very good",
         "Vegan Pasta, Vegan Soup, Vegan Salad, Vegan Curry, Vegan Stew, Vegan Cake",
         "Tracking 9400111899223197428490 is delivered",  # 22 digits: a real USPS number
+        "Sunny and warm. Sunny and warm. Cloudy later. Sunny and warm.",  # short sentences may recur
         "===================================",
         "",
     ],
@@ -264,6 +270,11 @@ def test_near_duplicate_tools_by_name_suffix_and_by_name_and_description():
     assert _codes(near_duplicate_tools(described)) == ["near_duplicate_tools"]
 
 
+def test_a_tool_declared_twice_is_a_duplicate():
+    assert near_duplicate_tools([_tool("get_weather", "a"), _tool("get_weather", "b")]) == [
+        "near_duplicate_tools: get_weather, get_weather"]
+
+
 def test_distinct_tools_are_not_near_duplicates():
     tools = [_tool("celsius_to_fahrenheit", "Convert a temperature from Celsius to Fahrenheit"),
              _tool("fahrenheit_to_celsius", "Convert a temperature from Fahrenheit to Celsius"),
@@ -288,6 +299,7 @@ def test_distinct_tools_are_not_near_duplicates():
         ("Done.", ['{"ok": null}']),  # nothing to compare
         ("Sure, here you go.", []),  # a turn without results
         ("Das Meeting ist am Montag.", ['{"translation": "Das Meeting ist am Montag."}']),  # the only result
+        ("I could not find any flights on that date.", ['{"error": "No flights found"}']),
     ],
 )
 def test_answer_drawing_on_results_passes(answer, results):

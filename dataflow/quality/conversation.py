@@ -13,14 +13,15 @@ conversation, ``"<code>: <detail>"`` from the single checks):
 - ``answer_ignores_results``: the answer shares no value with the tool results of its turn (a
   number, rounding allowed; a string value of 3+ characters, or a content word of a longer one;
   a date or time however written; the name of a boolean field, "available" for
-  ``{"available": true}``);
+  ``{"available": true}``). Results with an ``error`` key are left out (the answer reports the
+  failure in its own words);
 - ``answer_copies_result``: the answer is one of several results of its turn copied verbatim, the
   others ignored. A bare copy of the turn's only result is accepted (terse, not wrong);
 - ``user_states_answer``: a tool result carries a distinctive number (with decimals, or 4+ digits
   and not a year) that the user already wrote and that is neither an argument of the call nor in
   an earlier result: the user gave the answer they asked for;
-- ``near_duplicate_tools``: tools whose names differ only by a number suffix or a plural
-  (``search_recipes``, ``search_recipes_2``), or whose name and description are near-duplicates
+- ``near_duplicate_tools``: tools declared twice, or whose names differ only by a number suffix
+  or a plural (``search_recipes``, ``search_recipes_2``), or whose name and description are near-duplicates
   (``similarity.NEAR_DUPLICATE``; names that are the same words reordered, like
   ``celsius_to_fahrenheit`` and ``fahrenheit_to_celsius``, are distinct tools);
 - ``unused_tool``: a declared tool that no call uses. The tools of a generated conversation are
@@ -40,7 +41,8 @@ from typing import Any, Sequence
 
 from ..tools.validation import parse_call
 from ._values import (
-    STOPWORDS, Evidence, as_date_time, dates_in, is_number, leaves, maybe_json, number_key, numbers_in, times_in, value_leaves, words,
+    STOPWORDS, Evidence, as_date_time, dates_in, is_number, leaves, maybe_json, number_key, numbers_in, times_in,
+    value_leaves, words,
 )
 from .grounding import grounding_problems, result_echoes_arguments
 from .similarity import NEAR_DUPLICATE, normalize_text, similarity
@@ -65,6 +67,8 @@ def answer_problems(answer: str, results: Sequence[Any]) -> str | None:
     facts = _AnswerFacts(answer)
     comparable = False
     for result in parsed:
+        if isinstance(result, dict) and "error" in result:
+            continue  # an error result: the answer says it failed, in its own words
         for key, value in _keyed_leaves(result):
             shared = facts.shares(key, value)
             if shared is not None:
@@ -94,8 +98,6 @@ def near_duplicate_tools(tools: list[dict]) -> list[str]:
     bases = [_base_name(name) for name, _ in named]
     for j in range(1, len(named)):
         for i in range(j):
-            if named[i][0] == named[j][0]:
-                continue
             if bases[i] == bases[j] or _same_purpose(named[i], named[j]):
                 parent[root(j)] = root(i)
     groups: dict[int, list[str]] = {}
@@ -113,7 +115,7 @@ def conversation_problems(messages: list[dict], tools: list[dict]) -> list[str]:
     declared for it. Problems read ``"<code>: message <i> ...: <detail>"``.
     """
     by_name = {_body(t)["name"]: t for t in tools or [] if isinstance(_body(t).get("name"), str)}
-    json_tools = any("json" in f"{_body(t).get('name')} {_body(t).get('description')}".lower() for t in by_name.values())
+    json_tools = any("json" in f"{name} {_body(t).get('description')}".lower() for name, t in by_name.items())
     problems: list[str] = []
     context = Evidence()
     user_numbers: set[float] = set()
@@ -224,7 +226,8 @@ class _AnswerFacts:
         if any(self._has_number(n) for n in numbers_in(value) if abs(n) >= 1 or n == 0):
             return True
         if len(folded) >= 2:
-            return any(w in self.word_set for w in folded if len(w) >= _MIN_WORD and w not in STOPWORDS and not w.isdigit())
+            distinctive = (w for w in folded if len(w) >= _MIN_WORD and w not in STOPWORDS and not w.isdigit())
+            return any(w in self.word_set for w in distinctive)
         return False
 
     def _has_number(self, value: float) -> bool:

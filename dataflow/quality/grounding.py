@@ -17,7 +17,8 @@ What grounds a value (see ``_values`` for how numbers, words and dates are compa
   grounds ``3``; ``1`` is also grounded by the article ``a``/``an``); a value derived by
   arithmetic or unit conversion is not grounded (a tool should compute it);
 - a string whose words stand together, in order, in one context text; a list written as one
-  string (``"vegan, gluten-free"``) is grounded part by part; a string of five or more words
+  string (``"vegan, gluten-free"``) is grounded part by part; a short string mixing numbers and
+  words (``"3 days"``) when its numbers are grounded and its words stand together (``three days``); a string of five or more words
   (a message the assistant composes) is grounded when the numbers in it are and at least 60% of
   its content words appear in the context;
 - a date or time written differently (``2024-03-15`` and ``March 15th``; ``19:00`` and
@@ -37,6 +38,7 @@ from ._values import (
     STOPWORDS, Evidence, as_date_time, as_number, is_number, leaves, number_key, numbers_in, value_leaves, words,
 )
 
+_DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
 _LIST_SEPARATOR = re.compile(r"\s*(?:[,;/]|\band\b|\bor\b|&)\s*", re.IGNORECASE)
 _LONG_TEXT_WORDS = 5
 _LONG_TEXT_COVERAGE = 0.6
@@ -108,7 +110,7 @@ def _leaves_with_schema(value: Any, schema: Any, path: str = "", optional: bool 
     if isinstance(value, dict):
         properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
         required = schema.get("required") if isinstance(schema.get("required"), list) else []
-        if not value:
+        if not value and path:  # an empty object argument; no arguments at all is nothing to ground
             yield path, value, schema, optional
         for key, item in value.items():
             yield from _leaves_with_schema(
@@ -195,9 +197,21 @@ def _grounded(value: Any, evidence: Evidence) -> bool:
     parts = [p for p in _LIST_SEPARATOR.split(text) if p.strip()]
     if len(parts) > 1 and all(_grounded(p, evidence) for p in parts):
         return True
+    if len(folded) < _LONG_TEXT_WORDS and _DIGITS.search(text):
+        return _numbers_and_words_grounded(text, evidence)
     if len(folded) >= _LONG_TEXT_WORDS:
         return _composed_text_grounded(text, folded, evidence)
     return False
+
+
+def _numbers_and_words_grounded(text: str, evidence: Evidence) -> bool:
+    """A short value mixing a number and words (``"3 days"``, ``"Room 12"``): its numbers are
+    grounded however written and its words stand together in the context (``"three days"``)."""
+    numbers = numbers_in(text)
+    if not numbers or not all(evidence.has_number(n) for n in numbers):
+        return False
+    rest = [w for w in words(_DIGITS.sub(" ", text)) if w]
+    return not rest or evidence.has_phrase(rest)
 
 
 def _composed_text_grounded(text: str, folded: Sequence[str], evidence: Evidence) -> bool:

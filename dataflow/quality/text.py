@@ -3,13 +3,14 @@ user turns that do not read like a person with a need.
 
 Problem codes (``"<code>: <detail>"``):
 
-- ``degenerate_text``: a word repeated 4+ times in a row, or a 2- to 4-word phrase 3+ times in a
-  row ("Vegan Vegan Vegan ..."); one word making up 60% of a 12+ word text; a run of 25+ digits
-  (a 120-digit "train number"); one character 20+ times in a row. Numbers alone never count as a
+- ``degenerate_text``: a word repeated 4+ times in a row, a 2- to 4-word phrase 3+ times in a
+  row ("Vegan Vegan Vegan ..."), a sentence of 4+ words 3+ times in one text; one word making up
+  60% of a 12+ word text; a run of 25+ digits (a 120-digit "train number"); one character 20+
+  times in a row. Numbers alone never count as a
   repeat (``0, 0, 0, 0``), and a JSON text is checked value by value, so keys repeated across
   list items are fine;
 - ``instruction_leak``: a phrase of the generation prompts (``INSTRUCTION_PHRASES``: "concrete
-  values", "sub-task", "Task A", "the user's request", "JSON", ...) in a user turn or tool spec;
+  value(s)", "sub-task" (also "subtask"), "Task A", "the user's request", "JSON", ...) in a user turn or tool spec;
 - ``user_asks_own_facts``: the user asks the assistant for a fact only the user can know ("What is
   your budget?", "what is my budget?"); kept conservative: the question must be about *my/your*
   followed by a personal noun (budget, age, allergies, salary, ...), so "what is the weather in my
@@ -48,6 +49,8 @@ _CHAR_RUN = re.compile(r"([^\s\d\-=_*#~.])\1{19,}")
 _WORD = re.compile(r"[^\W_]+")
 _WORD_RUN = 4  # a single word this many times in a row
 _PHRASE_RUN = 3  # a 2..4-word phrase this many times in a row
+_SENTENCE_RUN = 3  # a sentence of 4+ words this many times in one text
+_SENTENCE = re.compile(r"[.!?;\n]+")
 _DOMINANT_MIN_WORDS = 12
 _DOMINANT_SHARE = 0.6
 
@@ -66,8 +69,8 @@ _OWN_FACTS = re.compile(
 )
 _ROLE_REVERSAL = re.compile(
     r"\b(?:anything else (?:i|we) can (?:help|do|assist)|how (?:can|may) i (?:help|assist) you|"
-    r"(?:i|we) (?:am|'m) (?:here|happy|glad) to (?:help|assist)|let me know if you need (?:any(?:thing)? )?(?:more |further )?"
-    r"(?:help|assistance)|is there anything i can do for you)\b",
+    r"let me know if you need (?:any(?:thing)? )?(?:more |further )?(?:help|assistance)|"
+    r"is there anything (?:else )?i can do for you)\b",
     re.IGNORECASE,
 )
 
@@ -92,6 +95,10 @@ def degenerate_text(text: str) -> str | None:
 
 
 def _repetition(text: str) -> str | None:
+    sentences = [" ".join(_WORD.findall(s.lower())) for s in _SENTENCE.split(text)]
+    repeated = Counter(s for s in sentences if s.count(" ") >= 3).most_common(1)
+    if repeated and repeated[0][1] >= _SENTENCE_RUN:
+        return f"the sentence {repeated[0][0]!r} repeated {repeated[0][1]} times"
     tokens = _WORD.findall(text.lower())
     for n in range(1, 5):
         need = _WORD_RUN if n == 1 else _PHRASE_RUN
