@@ -285,10 +285,10 @@ def _load_tools(path: str) -> list[dict]:
     from ..storage.formats import _decode_text
 
     p = Path(path)
-    if p.suffix == ".py" or p.is_dir():
-        from ..tools.from_python import tool_specs_from_module
+    if p.suffix == ".py" or p.is_dir():  # derived in the sandbox: the module's code never runs here
+        from ..operators.apigen.execution import sandboxed_tool_specs
 
-        return tool_specs_from_module(p)
+        return sandboxed_tool_specs(p)
     if not p.is_file():
         raise InputFileError(str(p), "tool definitions file not found", hint="check the path")
     text = _decode_text(p, p.read_bytes())

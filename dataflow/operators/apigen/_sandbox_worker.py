@@ -2,10 +2,14 @@
 
 ``python _sandbox_worker.py <module file or folder> <memory_mb> <max_result_chars>``
 
-It limits its address space (``RLIMIT_AS``), works in the temporary folder it was started in,
-imports the user's functions, then answers one JSON request per stdin line,
+It gives up what it does not need before any user code runs (no new privileges; when started as
+root, every capability, so the non-dumpable parent's ``/proc/<pid>/environ`` and ``mem`` stay
+closed to it), limits its address space (``RLIMIT_AS``), works in the temporary folder it was
+started in, imports the user's functions, then answers one JSON request per stdin line,
 ``{"name": str, "arguments": {...}}``, with one JSON line on the protocol pipe:
 ``{"ok": true, "result": <JSON>, "truncated": bool}`` or ``{"ok": false, "error": "Type: message"}``.
+``{"op": "specs"}`` asks for the OpenAI tool specs of the functions (derived here, so the tools
+module is imported only inside the sandbox): ``{"ok": true, "specs": [...]}``.
 Functions are called with keyword arguments only; arguments are data, never evaluated. Anything a
 function prints goes to stderr, not to the protocol. The first line sent is
 ``{"ready": true, "functions": [...]}`` or ``{"ready": false, "error": ...}``.
@@ -30,6 +34,48 @@ def _limit_memory(memory_mb: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     except (ImportError, ValueError, OSError):  # pragma: no cover - non-Unix or not permitted
         pass
+
+
+def _drop_privileges() -> None:
+    """No new privileges, and for a root worker no capabilities at all (bounding, ambient,
+    effective, permitted and inheritable sets): root without CAP_SYS_PTRACE cannot read a
+    non-dumpable process's environment or memory. Linux only; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_no_new_privs, pr_capbset_drop, pr_cap_ambient, pr_cap_ambient_clear_all = 38, 24, 47, 4
+    libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0)
+    if os.geteuid() != 0:
+        return
+    libc.prctl(pr_cap_ambient, pr_cap_ambient_clear_all, 0, 0, 0)
+    for cap in range(64):
+        if libc.prctl(pr_capbset_drop, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:  # EINVAL: no such cap
+            break
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    header = Header(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (Data * 2)()  # all zero
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed: the sandbox worker cannot drop root's capabilities")
+
+
+def _tool_specs(functions: dict) -> list:
+    """OpenAI specs of the loaded functions, by dataflow's own reader (imported from the
+    installation this worker belongs to)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from dataflow.tools.from_python import function_to_tool
+
+    return [function_to_tool(fn) for fn in functions.values()]
 
 
 def _load(path: str) -> dict:
@@ -84,6 +130,7 @@ def main() -> None:
         protocol.flush()
 
     try:
+        _drop_privileges()
         functions = _load(module_path)
     except BaseException as exc:  # noqa: BLE001 - report any import failure to the parent
         send({"ready": False, "error": f"{type(exc).__name__}: {exc}"})
@@ -93,6 +140,9 @@ def main() -> None:
     for line in sys.stdin:
         try:
             request = json.loads(line)
+            if request.get("op") == "specs":
+                send({"ok": True, "specs": _tool_specs(functions)})
+                continue
             fn = functions.get(request["name"])
             if fn is None:
                 send({"ok": False, "error": f"NameError: the module has no function {request['name']!r}"})

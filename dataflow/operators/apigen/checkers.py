@@ -24,10 +24,10 @@ def _fixed_tools(tools: Any) -> Any:
     from pathlib import Path
 
     path = Path(tools)
-    if path.suffix == ".py" or path.is_dir():
-        from ...tools.from_python import tool_specs_from_module
+    if path.suffix == ".py" or path.is_dir():  # derived in the sandbox: the module's code never runs here
+        from .execution import sandboxed_tool_specs
 
-        return tool_specs_from_module(path)
+        return sandboxed_tool_specs(path)
     import json
 
     return json.loads(path.read_text(encoding="utf-8"))

@@ -7,8 +7,18 @@ and answered as JSON; the function is called with keyword arguments, arguments a
 (a crash, ``os._exit``, a signal, a ``MemoryError``) fails that call with the reason. Either way
 the next call gets a fresh worker, so one bad function never takes the run down.
 
-The same module gives the tool specs (``ExecutionChecker.tool_specs()``), derived from type hints
-and docstrings by ``dataflow.tools.from_python``.
+The same module gives the tool specs (``ExecutionChecker.tool_specs()``, ``sandboxed_tool_specs``),
+derived from type hints and docstrings by ``dataflow.tools.from_python`` inside the worker: the
+tools module is never imported into the pipeline's process.
+
+Tool code may be hostile (APIGen executes third-party APIs), so the worker gets only an
+allow-listed environment (``worker_environment``: ``PATH``, locale, ``TZ``; ``HOME`` and the temp
+variables point at its own folder; nothing named like a key, token, secret or password), and the
+process that starts it makes itself non-dumpable (``PR_SET_DUMPABLE`` 0, Linux), which closes its
+``/proc/<pid>/environ`` and ``/proc/<pid>/mem`` to same-user processes; a root worker drops its
+capabilities, so the same holds when the pipeline runs as root. Other processes of the same user
+(the shell that exported a key, say) are not hidden from a tool: that needs a separate user or
+PID namespace.
 """
 
 from __future__ import annotations
@@ -26,9 +36,57 @@ from pathlib import Path
 from typing import Any
 
 from ...core import OperatorABC, RowOutcome, RunReport, merge_row
-from ...core.errors import ConfigError
+from ...core.errors import ConfigError, ToolSpecError
 
 WORKER = Path(__file__).with_name("_sandbox_worker.py")
+
+#: environment variables a worker inherits (plus ``LC_*``); everything else is left behind
+ENV_ALLOWED = frozenset({"PATH", "LANG", "LANGUAGE", "TZ"})
+_SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSW", "CREDENTIAL", "AUTH", "COOKIE", "SESSION")
+
+
+def worker_environment(workdir: str) -> dict[str, str]:
+    """The whole environment of a sandbox worker: an allow-list, never a copy of ours. No
+    ``PYTHON*`` variable is needed: the worker runs with ``-I`` (which ignores them) and finds
+    packages through its interpreter's own ``site-packages``."""
+    env = {
+        k: v for k, v in os.environ.items()
+        if (k in ENV_ALLOWED or k.startswith("LC_")) and not any(w in k.upper() for w in _SECRET_WORDS)
+    }
+    for name in ("HOME", "TMPDIR", "TEMP", "TMP"):  # a function's own and temporary files land in its folder
+        env[name] = workdir
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+_undumpable = False
+
+
+def make_process_undumpable() -> bool:
+    """``prctl(PR_SET_DUMPABLE, 0)`` for this process (Linux): its ``/proc/<pid>/environ``,
+    ``mem``, ``fd`` and ptrace stay closed to other processes of the same user that lack
+    CAP_SYS_PTRACE, such as a sandbox worker. Also disables core dumps and debugger attach for
+    this process. Returns whether the process is now non-dumpable."""
+    global _undumpable
+    if _undumpable:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        _undumpable = libc.prctl(4, 0, 0, 0, 0) == 0  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+        _undumpable = False
+    return _undumpable
+
+
+def sandboxed_tool_specs(module_path: str | os.PathLike, timeout: float = 30.0) -> list[dict]:
+    """OpenAI specs of a tools module's public functions (type hints + docstrings), derived in a
+    sandbox worker: the module's code never runs in this process. Raises ``ToolSpecError``."""
+    with Sandbox(module_path, timeout=timeout, max_result_chars=0) as sandbox:
+        return sandbox.specs()
 
 
 class Sandbox:
@@ -52,6 +110,39 @@ class Sandbox:
         self._eof = False
 
     # -- public -----------------------------------------------------------------------------------
+    def specs(self) -> list[dict]:
+        """OpenAI tool specs of the module's functions, derived inside the worker."""
+        try:
+            proc = self._ensure()
+        except ConfigError as exc:
+            raise ToolSpecError(self.module_path, str(exc)) from None
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(b'{"op": "specs"}\n')
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise ToolSpecError(self.module_path, self._died("the worker died before the call")) from None
+        reply = self._read_line(self.timeout)
+        if reply is None:
+            what = self._died("deriving the tool specs") if self._eof or proc.poll() is not None else \
+                f"deriving the tool specs took more than {self.timeout:g}s"
+            self._kill()
+            raise ToolSpecError(self.module_path, what)
+        try:
+            message = json.loads(reply)
+        except json.JSONDecodeError:
+            message = {}
+        if not isinstance(message, dict) or not message.get("ok"):
+            error = message.get("error") if isinstance(message, dict) else None
+            self._kill()
+            error = str(error or "the worker sent an unreadable reply")
+            raise ToolSpecError(self.module_path, error.removeprefix("ToolSpecError: ")[:2000])
+        specs = message.get("specs")
+        if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
+            self._kill()
+            raise ToolSpecError(self.module_path, "the worker sent specs that are not a list of objects")
+        return specs
+
     def call(self, name: str, arguments: dict) -> dict:
         """``{"ok": True, "result": ..., "truncated": bool}`` or ``{"ok": False, "error": str}``."""
         if not isinstance(arguments, dict):
@@ -109,10 +200,8 @@ class Sandbox:
         self._started = True
         self._workdir = tempfile.mkdtemp(prefix="dataflow_sandbox_")
         self._stderr = open(os.path.join(self._workdir, ".stderr"), "wb")
-        env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN", "_SECRET"))}
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        for name in ("TMPDIR", "TEMP", "TMP"):  # a function's temporary files land in its folder too
-            env[name] = self._workdir
+        env = worker_environment(self._workdir)
+        make_process_undumpable()  # before the first worker exists
         self._proc = subprocess.Popen(
             [sys.executable, "-I", "-B", str(WORKER), self.module_path, str(self.memory_mb), str(self.max_result_chars)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=self._workdir, env=env,
@@ -228,10 +317,9 @@ class ExecutionChecker(OperatorABC):
         self.keep_failed = keep_failed
 
     def tool_specs(self) -> list[dict]:
-        """OpenAI specs of the module's functions (type hints + docstrings)."""
-        from ...tools.from_python import tool_specs_from_module
-
-        return tool_specs_from_module(self.module_path)
+        """OpenAI specs of the module's functions (type hints + docstrings), derived inside the
+        sandbox (the module is never imported into this process)."""
+        return sandboxed_tool_specs(self.module_path, timeout=max(self.timeout, 30.0))
 
     def run(self, storage: Any, input_answers_key: str = "answers", output_key: str = "execution_ok",
             output_results_key: str = "execution_results", output_reason_key: str = "execution_reason") -> RunReport:
