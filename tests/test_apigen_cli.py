@@ -73,7 +73,7 @@ def test_four_subcommands_on_the_example_files(tmp_path, apigen_server):
                      "--val-output-path", str(val), "--test-output-path", str(test), "--test-size", "0.3")
     assert r.returncode == 0, r.stderr
     assert "split: train" in r.stdout
-    assert len(read_jsonl(train)) + len(read_jsonl(val)) + len(read_jsonl(test)) == 25
+    assert len(read_jsonl(train)) + len(read_jsonl(val)) + len(read_jsonl(test)) == len(read_jsonl(DATA / "seed_qa.jsonl"))
 
     out = tmp_path / "ft.jsonl"
     r = dataflow_cli("convert", "--input-path", str(train), "--output-path", str(out))

@@ -17,7 +17,9 @@ from typing import Annotated, Literal, Optional
 __all__ = [
     "get_weather_forecast", "convert_currency", "calculate_loan_payment", "search_recipes",
     "book_flight", "calculate_bmi", "count_words", "schedule_meeting", "prime_factors",
-    "convert_length",
+    "convert_length", "convert_temperature", "calculate_tip", "days_between", "compound_interest",
+    "percentage_change", "convert_timezone", "get_country_info", "calories_burned", "describe_numbers",
+    "calculate_discount", "calculate_age", "find_hotels", "calculate_fuel_cost", "send_email", "set_reminder",
 ]
 
 _RATES_TO_USD = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27, "JPY": 0.0067, "CHF": 1.13, "CAD": 0.73, "INR": 0.012}
@@ -31,6 +33,22 @@ _RECIPES = [
     {"name": "Greek salad", "ingredients": ["tomato", "cucumber", "feta", "olive"], "diets": ["vegetarian", "gluten_free"]},
 ]
 _LENGTH_IN_METRES = {"mm": 0.001, "cm": 0.01, "m": 1.0, "km": 1000.0, "in": 0.0254, "ft": 0.3048, "mi": 1609.344}
+_UTC_OFFSET_HOURS = {"UTC": 0, "GMT": 0, "CET": 1, "EET": 2, "IST": 5.5, "CST_CHINA": 8, "JST": 9, "AEST": 10,
+                     "EST": -5, "CST": -6, "MST": -7, "PST": -8}
+_MET = {"walking": 3.5, "running": 9.8, "cycling": 7.5, "swimming": 6.0, "yoga": 2.5, "rowing": 7.0}
+_COUNTRIES = {
+    "portugal": ("Lisbon", "EUR", 10.3, "Portuguese"), "spain": ("Madrid", "EUR", 48.6, "Spanish"),
+    "france": ("Paris", "EUR", 68.2, "French"), "germany": ("Berlin", "EUR", 84.5, "German"),
+    "italy": ("Rome", "EUR", 58.9, "Italian"), "norway": ("Oslo", "NOK", 5.5, "Norwegian"),
+    "japan": ("Tokyo", "JPY", 124.5, "Japanese"), "india": ("New Delhi", "INR", 1428.6, "Hindi"),
+    "brazil": ("Brasilia", "BRL", 216.4, "Portuguese"), "canada": ("Ottawa", "CAD", 40.1, "English"),
+    "mexico": ("Mexico City", "MXN", 128.5, "Spanish"), "kenya": ("Nairobi", "KES", 55.1, "Swahili"),
+    "australia": ("Canberra", "AUD", 26.6, "English"), "egypt": ("Cairo", "EGP", 112.7, "Arabic"),
+    "vietnam": ("Hanoi", "VND", 98.9, "Vietnamese"), "poland": ("Warsaw", "PLN", 36.7, "Polish"),
+    "sweden": ("Stockholm", "SEK", 10.5, "Swedish"), "chile": ("Santiago", "CLP", 19.6, "Spanish"),
+    "south korea": ("Seoul", "KRW", 51.7, "Korean"), "united kingdom": ("London", "GBP", 68.3, "English"),
+    "united states": ("Washington, D.C.", "USD", 334.9, "English"), "switzerland": ("Bern", "CHF", 8.8, "German"),
+}
 
 
 def _seed(*parts: object) -> int:
@@ -240,3 +258,253 @@ def convert_length(
     """
     result = value * _LENGTH_IN_METRES[from_unit] / _LENGTH_IN_METRES[to_unit]
     return round(result, precision) if math.isfinite(result) else result
+
+
+def convert_temperature(
+    value: float,
+    from_unit: Literal["celsius", "fahrenheit", "kelvin"],
+    to_unit: Literal["celsius", "fahrenheit", "kelvin"],
+) -> dict:
+    """Convert a temperature between Celsius, Fahrenheit and Kelvin.
+
+    Args:
+        value: The temperature to convert.
+        from_unit: Unit of the given temperature.
+        to_unit: Unit to convert to.
+    """
+    celsius = {"celsius": value, "fahrenheit": (value - 32) * 5 / 9, "kelvin": value - 273.15}[from_unit]
+    if celsius < -273.15:
+        raise ValueError("below absolute zero")
+    result = {"celsius": celsius, "fahrenheit": celsius * 9 / 5 + 32, "kelvin": celsius + 273.15}[to_unit]
+    return {"value": round(result, 2), "unit": to_unit}
+
+
+def calculate_tip(
+    bill_amount: Annotated[float, {"exclusiveMinimum": 0}],
+    tip_percent: Annotated[float, {"minimum": 0, "maximum": 100}] = 15,
+    people: Annotated[int, {"minimum": 1, "maximum": 50}] = 1,
+) -> dict:
+    """Work out the tip on a restaurant bill and each person's share.
+
+    Args:
+        bill_amount: The bill before the tip.
+        tip_percent: Tip in percent of the bill.
+        people: How many people split the bill.
+    """
+    tip = bill_amount * tip_percent / 100
+    total = bill_amount + tip
+    return {"tip": round(tip, 2), "total": round(total, 2), "per_person": round(total / people, 2)}
+
+
+def days_between(
+    start_date: Annotated[str, {"format": "date"}],
+    end_date: Annotated[str, {"format": "date"}],
+    include_end: bool = False,
+) -> dict:
+    """Count the days from one date to another.
+
+    Args:
+        start_date: First date, YYYY-MM-DD.
+        end_date: Second date, YYYY-MM-DD.
+        include_end: Whether to count the end date as well.
+    """
+    days = (date.fromisoformat(end_date) - date.fromisoformat(start_date)).days
+    return {"days": days + (1 if include_end and days >= 0 else 0), "weeks": round(days / 7, 1)}
+
+
+def compound_interest(
+    principal: Annotated[float, {"exclusiveMinimum": 0}],
+    annual_rate_percent: Annotated[float, {"minimum": 0, "maximum": 50}],
+    years: Annotated[int, {"minimum": 1, "maximum": 100}],
+    compounds_per_year: Literal[1, 4, 12, 365] = 12,
+) -> dict:
+    """Grow a savings deposit with compound interest.
+
+    Args:
+        principal: Amount deposited at the start.
+        annual_rate_percent: Yearly interest rate in percent.
+        years: Number of years the money stays invested.
+        compounds_per_year: How often interest is added each year.
+    """
+    final = principal * (1 + annual_rate_percent / 100 / compounds_per_year) ** (compounds_per_year * years)
+    return {"final_amount": round(final, 2), "interest_earned": round(final - principal, 2)}
+
+
+def percentage_change(old_value: float, new_value: float) -> dict:
+    """Percentage increase or decrease from an old value to a new one.
+
+    Args:
+        old_value: The starting value; must not be zero.
+        new_value: The value it changed to.
+    """
+    if old_value == 0:
+        raise ValueError("old_value must not be zero")
+    change = (new_value - old_value) / abs(old_value) * 100
+    return {"change_percent": round(change, 2), "direction": "up" if change > 0 else "down" if change < 0 else "none"}
+
+
+def convert_timezone(
+    time: Annotated[str, {"pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}],
+    from_zone: Literal["UTC", "GMT", "CET", "EET", "IST", "CST_CHINA", "JST", "AEST", "EST", "CST", "MST", "PST"],
+    to_zone: Literal["UTC", "GMT", "CET", "EET", "IST", "CST_CHINA", "JST", "AEST", "EST", "CST", "MST", "PST"],
+) -> dict:
+    """Convert a clock time between time zones (standard time, no daylight saving).
+
+    Args:
+        time: Clock time, HH:MM in 24-hour form.
+        from_zone: Time zone of the given time.
+        to_zone: Time zone to convert to.
+    """
+    hours, minutes = map(int, time.split(":"))
+    total = hours * 60 + minutes + round((_UTC_OFFSET_HOURS[to_zone] - _UTC_OFFSET_HOURS[from_zone]) * 60)
+    day_shift, total = divmod(total, 24 * 60)
+    return {"time": f"{total // 60:02d}:{total % 60:02d}", "zone": to_zone, "day_shift": day_shift}
+
+
+def get_country_info(country: Annotated[str, {"minLength": 2}]) -> dict:
+    """Look up a country's capital, currency, population and main language.
+
+    Args:
+        country: Country name in English, e.g. "Portugal".
+    """
+    key = country.strip().lower()
+    if key not in _COUNTRIES:
+        raise ValueError(f"unknown country {country!r}")
+    capital, currency, population, language = _COUNTRIES[key]
+    return {"country": country.strip().title(), "capital": capital, "currency": currency,
+            "population_millions": population, "main_language": language}
+
+
+def calories_burned(
+    activity: Literal["walking", "running", "cycling", "swimming", "yoga", "rowing"],
+    duration_minutes: Annotated[int, {"minimum": 1, "maximum": 600}],
+    weight_kg: Annotated[float, {"exclusiveMinimum": 0, "maximum": 500}],
+) -> dict:
+    """Estimate the calories burned by an exercise session.
+
+    Args:
+        activity: Kind of exercise.
+        duration_minutes: Length of the session in minutes.
+        weight_kg: Body weight in kilograms.
+    """
+    calories = _MET[activity] * 3.5 * weight_kg / 200 * duration_minutes
+    return {"activity": activity, "calories": round(calories)}
+
+
+def describe_numbers(numbers: Annotated[list[float], {"minItems": 1, "maxItems": 100}]) -> dict:
+    """Summary statistics of a list of numbers: count, mean, median, minimum and maximum.
+
+    Args:
+        numbers: The numbers to summarise.
+    """
+    ordered = sorted(numbers)
+    n = len(ordered)
+    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+    return {"count": n, "mean": round(sum(ordered) / n, 4), "median": median, "min": ordered[0], "max": ordered[-1]}
+
+
+def calculate_discount(
+    original_price: Annotated[float, {"exclusiveMinimum": 0}],
+    discount_percent: Annotated[float, {"minimum": 0, "maximum": 100}],
+    sales_tax_percent: Annotated[float, {"minimum": 0, "maximum": 30}] = 0,
+) -> dict:
+    """Sale price of an item after a percentage discount, with optional sales tax on top.
+
+    Args:
+        original_price: Price before the discount.
+        discount_percent: Discount in percent.
+        sales_tax_percent: Sales tax in percent, added after the discount.
+    """
+    discounted = original_price * (1 - discount_percent / 100)
+    final = discounted * (1 + sales_tax_percent / 100)
+    return {"you_save": round(original_price - discounted, 2), "final_price": round(final, 2)}
+
+
+def calculate_age(
+    birth_date: Annotated[str, {"format": "date"}],
+    on_date: Annotated[str, {"format": "date"}],
+) -> dict:
+    """Age in whole years of someone born on one date, as of another date.
+
+    Args:
+        birth_date: Date of birth, YYYY-MM-DD.
+        on_date: The date to compute the age on, YYYY-MM-DD.
+    """
+    born, when = date.fromisoformat(birth_date), date.fromisoformat(on_date)
+    if when < born:
+        raise ValueError("on_date is before birth_date")
+    years = when.year - born.year - ((when.month, when.day) < (born.month, born.day))
+    return {"age_years": years}
+
+
+def find_hotels(
+    city: Annotated[str, {"minLength": 2}],
+    check_in: Annotated[str, {"format": "date"}],
+    nights: Annotated[int, {"minimum": 1, "maximum": 30}] = 1,
+    max_price_per_night: Annotated[Optional[float], {"exclusiveMinimum": 0}] = None,
+    min_stars: Annotated[int, {"minimum": 1, "maximum": 5}] = 1,
+) -> list:
+    """Find available hotels in a city for a stay.
+
+    Args:
+        city: City to stay in.
+        check_in: Arrival date, YYYY-MM-DD.
+        nights: Number of nights.
+        max_price_per_night: Highest acceptable price per night in EUR.
+        min_stars: Lowest acceptable star rating.
+    """
+    date.fromisoformat(check_in)
+    names = ["Grand", "Central", "Riverside", "Garden", "Harbour", "Old Town"]
+    out = []
+    for i, name in enumerate(names):
+        stars = 1 + _seed(city.lower(), name) % 5
+        price = 35 + stars * 20 + _seed(city.lower(), name, "p") % 30
+        if stars >= min_stars and (max_price_per_night is None or price <= max_price_per_night):
+            out.append({"hotel": f"{name} Hotel {city.strip().title()}", "stars": stars, "price_per_night": price,
+                        "total_price": price * nights})
+    return out[:3]
+
+
+def calculate_fuel_cost(
+    distance_km: Annotated[float, {"exclusiveMinimum": 0}],
+    consumption_l_per_100km: Annotated[float, {"exclusiveMinimum": 0, "maximum": 50}],
+    price_per_litre: Annotated[float, {"exclusiveMinimum": 0}],
+) -> dict:
+    """Fuel needed for a car trip and what it costs.
+
+    Args:
+        distance_km: Trip distance in kilometres.
+        consumption_l_per_100km: The car's fuel use in litres per 100 km.
+        price_per_litre: Fuel price per litre.
+    """
+    litres = distance_km * consumption_l_per_100km / 100
+    return {"litres": round(litres, 2), "cost": round(litres * price_per_litre, 2)}
+
+
+def send_email(
+    to: Annotated[str, {"format": "email"}],
+    subject: Annotated[str, {"minLength": 1, "maxLength": 200}],
+    body: Annotated[str, {"minLength": 1, "maxLength": 5000}],
+) -> dict:
+    """Send an email to one recipient.
+
+    Args:
+        to: Recipient's email address.
+        subject: Subject line.
+        body: Text of the message.
+    """
+    return {"status": "sent", "message_id": f"msg-{_seed(to, subject, body) % 10**8:08d}", "to": to}
+
+
+def set_reminder(
+    text: Annotated[str, {"minLength": 1, "maxLength": 300}],
+    remind_at: Annotated[str, {"format": "date-time"}],
+) -> dict:
+    """Set a reminder that goes off at a given date and time.
+
+    Args:
+        text: What to be reminded of.
+        remind_at: When to remind, ISO 8601 date-time such as 2025-03-14T09:30:00.
+    """
+    when = datetime.fromisoformat(remind_at)
+    return {"reminder_id": f"rem-{_seed(text, remind_at) % 10**6:06d}", "remind_at": when.isoformat(), "text": text}

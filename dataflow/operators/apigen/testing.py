@@ -85,16 +85,33 @@ def _schema_title(json_schema: dict | None) -> str:
     return inner.get("title", "")
 
 
+def _verdict(json_schema: dict | None, passes: bool, thought: str) -> dict:
+    """A judge reply shaped by the judge's schema: every boolean field is the verdict and every
+    string field the reason (``{"thought", "passes"}`` when there is no schema)."""
+    inner = (json_schema or {}).get("schema", json_schema) if json_schema and "properties" not in json_schema else json_schema
+    properties = (inner or {}).get("properties") or {"thought": {"type": "string"}, "passes": {"type": "boolean"}}
+    reply: dict[str, Any] = {}
+    for name, spec in properties.items():
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if kind == "boolean":
+            reply[name] = passes
+        elif kind == "string":
+            reply[name] = thought[: spec.get("maxLength", len(thought))]
+        elif kind in ("integer", "number"):
+            reply[name] = spec.get("minimum", 0)
+    return reply
+
+
 def apigen_responder(messages: list[dict], json_schema: dict | None) -> dict:
     user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
     title = _schema_title(json_schema)
     if title == "SemanticVerdict" or ("passes" in json.dumps(json_schema or {}) and "thought" in json.dumps(json_schema or {})):
-        failed = '"ok": false' in user or "Error" in user.split("Execution results:")[-1] if "Execution results:" in user else False
-        if failed:
-            return {"thought": "An execution result shows an error.", "passes": False}
+        results = user.split("Execution results:")[-1] if "Execution results:" in user else user
+        if '"ok": false' in user or re.search(r"\w+Error\b", results):
+            return _verdict(json_schema, False, "An execution result shows an error.")
         if _digest(user) % 11 == 0:
-            return {"thought": "The arguments do not match the query.", "passes": False}
-        return {"thought": "The calls match the query.", "passes": True}
+            return _verdict(json_schema, False, "The arguments do not match the query.")
+        return _verdict(json_schema, True, "The calls match the query.")
     tools = _tools_in(user)
     match = re.search(r"write (\d+) different", user)
     n = int(match.group(1)) if match else 1
