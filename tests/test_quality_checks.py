@@ -112,6 +112,13 @@ def test_nested_values_are_checked_leaf_by_leaf_and_without_a_tool():
     assert problems == ['ungrounded_argument: stops[1].city="Rome" appears in no earlier user turn or tool result']
 
 
+def test_no_arguments_is_nothing_to_ground_but_an_empty_required_object_is_not_grounded():
+    assert ungrounded_arguments({}, TOOL, ["hi"]) == []
+    nested = {"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"filters": {"type": "object"}}, "required": ["filters"]}}}
+    assert _codes(ungrounded_arguments({"filters": {}}, nested, ["hi"])) == ["ungrounded_argument"]
+
+
 def test_json_keys_are_not_evidence():
     assert _codes(ungrounded_arguments({"area": "price"}, TOOL, ['{"price": 12}'])) == ["ungrounded_argument"]
 
@@ -312,6 +319,7 @@ def test_answer_problems_codes():
     ignored = answer_problems("The cost of the dinner is $86.40.", ['{"tip": 101.95}'])
     assert ignored.startswith("answer_ignores_results: ") and "101.95" in ignored
     assert answer_problems("It costs $1000.", ['{"price": 10000}']).startswith("answer_ignores_results: ")
+    assert answer_problems("You need 1 cup.", ['{"cups": 0.6}']).startswith("answer_ignores_results: ")
     copied = answer_problems("Baked chicken with tofu", ['{"recipes": "Baked chicken with tofu"}', '{"recipes": "Vegan soup"}'])
     assert copied.startswith("answer_copies_result: ") and "result 0" in copied
 

@@ -91,7 +91,7 @@ def number_key(value: float) -> float:
 
 # -- numbers in text ----------------------------------------------------------------------------
 _NUMBER = re.compile(
-    r"(?<![\w.])(?P<sign>[-\u2212])?"
+    r"(?:(?<![\w.])|(?<=\d[xX\u00d7]))(?P<sign>[-\u2212])?"  # 1920x1080 is two numbers
     r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
     r"(?:[eE](?P<exp>[-+]?\d+))?(?!\d)"
     r"(?P<scale>\s*(?:%|percent\b|per cent\b|k\b|thousand\b|million\b|mn\b|billion\b|bn\b))?",
@@ -204,7 +204,7 @@ _ISO_DATE = re.compile(
     r"(?:[T ](\d{1,2}):(\d{2})(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\s*$"
 )
 
-Date = tuple  # (year | None, month, day)
+Date = tuple  # (year or None, month, day)
 Time = tuple  # (hour, minute)
 
 
@@ -301,11 +301,11 @@ class Evidence:
     def __init__(self, texts: Any = ()) -> None:
         self.numbers: set[float] = set()
         self.word_set: set[str] = set()
-        self._phrases: list[str] = []  # " w1 w2 ... " per text piece
-        self._joined: str | None = ""
+        self._joined = ""  # " w1 w2 ... " per text piece, one piece a line
         self._raw: list[str] = []
-        self._dates: set[Date] | None = set()
-        self._times: set[Time] | None = set()
+        self._dates: set[Date] = set()
+        self._times: set[Time] = set()
+        self._dated = 0  # how many of _raw the date and time sets have read
         for text in texts:
             self.add(text)
 
@@ -324,20 +324,13 @@ class Evidence:
             added.update(number_key(n) for n in numbers_in(piece))
             folded = words(piece)
             self.word_set.update(folded)
-            self._phrases.append(" " + " ".join(folded) + " ")
+            self._joined += "\n " + " ".join(folded) + " "
         self.numbers |= added
-        self._joined = None
-        self._dates = None
-        self._times = None
         return added
 
     def has_phrase(self, folded_words: Sequence[str]) -> bool:
         """True when these (folded) words stand together, in order, in one text piece."""
-        if not folded_words:
-            return False
-        if self._joined is None:
-            self._joined = "\n".join(self._phrases)
-        return f" {' '.join(folded_words)} " in self._joined
+        return bool(folded_words) and f" {' '.join(folded_words)} " in self._joined
 
     def has_number(self, value: float) -> bool:
         key = number_key(value)
@@ -348,15 +341,20 @@ class Evidence:
 
     @property
     def dates(self) -> set[Date]:
-        if self._dates is None:
-            self._dates = set().union(*(dates_in(t) for t in self._raw)) if self._raw else set()
+        self._read_dates()
         return self._dates
 
     @property
     def times(self) -> set[Time]:
-        if self._times is None:
-            self._times = set().union(*(times_in(t) for t in self._raw)) if self._raw else set()
+        self._read_dates()
         return self._times
+
+    def _read_dates(self) -> None:
+        """Dates and times are read only when a value needs them, and each text only once."""
+        for text in self._raw[self._dated:]:
+            self._dates |= dates_in(text)
+            self._times |= times_in(text)
+        self._dated = len(self._raw)
 
     def has_date(self, candidates: tuple[Date, ...]) -> bool:
         for year, month, day in candidates:

@@ -223,7 +223,7 @@ class _AnswerFacts:
                 self._dates, self._times = dates_in(self.text), times_in(self.text)
             if any(d[1:] == seen[1:] for d in dates for seen in self._dates) or time in self._times:
                 return True
-        if any(self._has_number(n) for n in numbers_in(value) if abs(n) >= 1 or n == 0):
+        if any(self._has_number(n) for n in numbers_in(value)):
             return True
         if len(folded) >= 2:
             distinctive = (w for w in folded if len(w) >= _MIN_WORD and w not in STOPWORDS and not w.isdigit())
@@ -231,12 +231,15 @@ class _AnswerFacts:
         return False
 
     def _has_number(self, value: float) -> bool:
+        """The answer states ``value``, or rounds it keeping two significant digits or more
+        (``$13`` for 12.956, ``1,104.5`` for 1104.53; not ``1`` for 0.6)."""
         for stated in self.numbers:
             if number_key(stated) == number_key(value):
                 return True
             decimals = len(repr(stated).split(".")[1]) if stated != int(stated) else 0
-            if abs(stated - value) <= 0.5 * 10 ** -decimals and value != int(value):
-                return True  # the answer rounds the result
+            rounds = abs(stated - value) <= 0.5 * 10 ** -decimals
+            if rounds and value != int(value) and abs(value) >= 10 ** (1 - decimals):
+                return True
         return False
 
 

@@ -18,9 +18,9 @@ What grounds a value (see ``_values`` for how numbers, words and dates are compa
   arithmetic or unit conversion is not grounded (a tool should compute it);
 - a string whose words stand together, in order, in one context text; a list written as one
   string (``"vegan, gluten-free"``) is grounded part by part; a short string mixing numbers and
-  words (``"3 days"``) when its numbers are grounded and its words stand together (``three days``); a string of five or more words
-  (a message the assistant composes) is grounded when the numbers in it are and at least 60% of
-  its content words appear in the context;
+  words (``"3 days"``) when its numbers are grounded and its words stand together (``three
+  days``); a string of five or more words (a message the assistant composes) when the numbers in
+  it are and at least 60% of its content words appear in the context;
 - a date or time written differently (``2024-03-15`` and ``March 15th``; ``19:00`` and
   ``7pm``); a date written without a year grounds any year. Relative dates (``tomorrow``) ground
   nothing: the assistant does not know today's date unless a text says it;
@@ -79,9 +79,9 @@ def grounding_problems(arguments: dict, tool: dict | None, evidence: Evidence) -
 def result_echoes_arguments(arguments: dict, result: Any) -> str | None:
     """``"result_echoes_arguments: ..."`` when every leaf value of ``result`` (a JSON text or a
     parsed value; booleans and nulls aside) is one of the call's argument values, e.g. the result
-    ``{"budget_us": 1000}`` of a call with ``{"budget_us": 1000}`` (numbers compared by value, strings
-as written but for case); None otherwise (also when the
-    result has no value of its own to compare, like ``{"ok": true}``)."""
+    ``{"budget_us": 1000}`` of a call with ``{"budget_us": 1000}`` (numbers compared by value,
+    strings as written but for case). None otherwise, also when the result has no value of its
+    own to compare (``{"ok": true}``)."""
     values = [leaf for _, leaf in value_leaves(result) if leaf is not None and not isinstance(leaf, bool)]
     values = [v for v in values if not (isinstance(v, str) and not v.strip())]
     if not values or not isinstance(arguments, dict):
