@@ -77,7 +77,7 @@ def base_row(tag: str = "") -> dict:
         {"role": "system", "content": "sys"},
         {"role": "user", "content": f"Please help {tag}"},
         {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function",
-                                              "function": {"name": "step1_do", "arguments": "{\"query\": \"x\"}"}}]},
+                                              "function": {"name": "find_do", "arguments": "{\"query\": \"x\"}"}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "{\"ref_id\": \"r1\"}"},
         {"role": "assistant", "content": "Done."},
     ]
@@ -134,7 +134,7 @@ def test_empty_input_column_fails_row_without_llm_call():
 
 
 def test_reply_missing_a_field_is_invalid_reply():
-    serving = FakeLLMServing(lambda m, s: {"subsequent_task": "Only half of the reply here"})
+    serving = FakeLLMServing(lambda m, s: {"a_result": "the result", "subsequent_task": "Only half of the reply here"})
     (outcome,) = SequentialTaskGenerator(llm_serving=serving).process_batch([base_row()])
     assert outcome.status == "failed" and outcome.reason.startswith("invalid_reply: composition_task")
 
@@ -170,9 +170,10 @@ def test_function_generator_builds_valid_specs_with_response_shapes():
     assert normalize_tools(openai_tools(specs))  # legal names, valid JSON Schema
     for spec in specs:
         assert spec["x-response"]["type"] == "object" and spec["x-response"]["required"]
-    # the second function takes the first one's return field (output feeds the next input)
+    # the last function takes an earlier one's return field (output feeds the next input)
     assert "ref_id" in specs[0]["x-response"]["properties"]
-    assert "ref_id" in specs[1]["function"]["parameters"]["required"]
+    assert "ref_id" in specs[2]["function"]["parameters"]["required"]
+    assert [s["x-sub-tasks"] for s in specs] == [[0], [1], [2]]  # which sub-task each serves
 
 
 def _two_functions() -> list[dict]:
@@ -197,28 +198,48 @@ def test_function_generator_rejects_bad_function_sets(reply, reason):
     assert outcome.status == "failed" and outcome.reason.startswith(reason), outcome.reason
 
 
-def test_function_generator_repairs_names_instead_of_failing():
+def test_function_generator_repairs_names_and_merges_a_repeated_function():
     one, two = _two_functions()
     same_again = copy.deepcopy(one)
-    different = dict(copy.deepcopy(two), name="Bad Name!")
     other = dict(copy.deepcopy(two), name="badName")
     other["parameters"] = [dict(other["parameters"][0], name="Ref ID"), dict(other["parameters"][0], name="ref-id")]
-    reply = {"functions": [one, same_again, different, other]}
+    reply = {"functions": [one, same_again, other]}
     serving = FakeLLMServing(lambda m, s: reply)
     row = base_row()
-    row["extra_task"], row["more_task"] = "one more", "and another"
+    row["extra_task"] = "one more"
     (outcome,) = FunctionGenerator(llm_serving=serving).process_batch(
-        [row], input_sub_tasks_keys=["atom_task", "subsequent_task", "extra_task", "more_task"]
+        [row], input_sub_tasks_keys=["atom_task", "subsequent_task", "extra_task"]
     )
     assert outcome.status == "ok", outcome.reason
     specs = outcome.rows[0]["functions"]
-    # the same function twice is one tool; "Bad Name!" and "badName" both become bad_name -> bad_name_2
-    assert [s["function"]["name"] for s in specs] == ["step1_a", "bad_name", "bad_name_2"]
-    assert list(specs[2]["function"]["parameters"]["properties"]) == ["ref_id"]  # "Ref ID"/"ref-id" -> one
+    # the same function twice is one tool serving both sub-tasks; "badName" becomes bad_name
+    assert [s["function"]["name"] for s in specs] == ["find_a", "bad_name"]
+    assert [s["x-sub-tasks"] for s in specs] == [[0, 1], [2]]
+    assert list(specs[1]["function"]["parameters"]["properties"]) == ["ref_id"]  # "Ref ID"/"ref-id" -> one
     assert normalize_tools(openai_tools(specs))
     # the schema sent asks for exactly one function per sub-task
     (_, schema), = serving.calls
-    assert schema["properties"]["functions"]["minItems"] == schema["properties"]["functions"]["maxItems"] == 4
+    assert schema["properties"]["functions"]["minItems"] == schema["properties"]["functions"]["maxItems"] == 3
+
+
+@pytest.mark.parametrize(
+    "rename,reason",
+    [
+        ({1: "find_a"}, "near_duplicate_tools"),  # same name, different parameters
+        ({1: "search_recipe", 0: "search_recipes"}, "near_duplicate_tools"),
+        ({1: "keep_concrete_values"}, "instruction_leak"),
+    ],
+    ids=["same-name", "near-name", "leak"],
+)
+def test_function_generator_reasks_near_duplicate_or_leaking_tools_then_fails(rename, reason):
+    one, two = _two_functions()
+    for i, name in rename.items():
+        (one, two)[i]["name"] = name
+    serving = FakeLLMServing(lambda m, s: {"functions": [one, two]})
+    (outcome,) = FunctionGenerator(llm_serving=serving).process_batch([base_row()])
+    assert outcome.status == "failed" and outcome.reason.startswith(reason), outcome.reason
+    assert len(serving.calls) == 2  # asked once more with the reason
+    assert reason in serving.calls[1][0][-1]["content"]
 
 
 def test_snake_name():
@@ -251,115 +272,230 @@ def mt_rows(n: int = 3, sub_tasks: int = 3) -> list[dict]:
 
 
 MT_KEYS = {"input_sub_tasks_keys": ["atom_task", "parallel_task", "subsequent_task"]}
+TWO_KEYS = {"input_sub_tasks_keys": ["atom_task", "subsequent_task"]}
 
 
-def test_multi_turn_valid_flow_batches_each_round():
+def calling(schema: dict) -> bool:
+    """The assistant reply schema asks for calls (not for the answer)."""
+    return schema["title"] == "AssistantTurnReply" and schema["properties"]["tool_calls"]["minItems"] > 0
+
+
+def answering(schema: dict) -> bool:
+    return schema["title"] == "AssistantTurnReply" and schema["properties"]["tool_calls"]["maxItems"] == 0
+
+
+def test_plan_turns_and_sub_task_functions():
+    from dataflow.operators.conversations.multi_turn import plan_turns, sub_task_functions
+
+    assert plan_turns(3, 2) == [[0, 1], [2]]
+    assert plan_turns(2, 2) == [[0], [1]]
+    assert plan_turns(3, 1) == [[0, 1, 2]]
+    assert plan_turns(2, 5) == [[0], [1]]
+    fns = _functions(3)
+    assert sub_task_functions(fns, 3) == [0, 1, 2]
+    shared = [dict(fns[0], **{"x-sub-tasks": [0, 1]}), dict(fns[2], **{"x-sub-tasks": [2]})]
+    assert sub_task_functions(shared, 3) == [0, 0, 1]
+    from dataflow.operators.conversations._base import InvalidInput
+
+    with pytest.raises(InvalidInput, match="sub-task"):
+        sub_task_functions([dict(fns[0], **{"x-sub-tasks": [0]})], 2)
+
+
+def test_multi_turn_follows_the_plan_two_user_turns_parallel_then_chained():
+    from dataflow.quality import conversation_problems
+
     serving = CountingFake(button_responder)
     rows = mt_rows(3)
     outcomes = MultiTurnConversationGenerator(llm_serving=serving, max_follow_ups=1).process_batch(rows, **MT_KEYS)
-    assert [o.status for o in outcomes] == ["ok"] * 3
+    assert [o.status for o in outcomes] == ["ok"] * 3, [o.reason for o in outcomes]
     for outcome in outcomes:
         row = outcome.rows[0]
         messages, tools = row["conversations"], row["tools"]
         assert check_conversation(messages, tools) == []
+        assert conversation_problems(messages, tools) == []
         assert all(not k.startswith("x-") for t in tools for k in t)
-        assert [m["role"] for m in messages[:2]] == ["system", "user"]
-        first_call = messages[2]
-        assert len(first_call["tool_calls"]) == 2  # parallel calls
-        assert all(isinstance(c["function"]["arguments"], str) for c in first_call["tool_calls"])
-        assert messages[-1]["role"] == "assistant" and messages[-1]["content"]
-        assert sum(m["role"] == "user" for m in messages) == 2  # opening + one follow-up
+        roles = [m["role"] if not m.get("tool_calls") else "calls" for m in messages]
+        assert roles == ["system", "user", "calls", "tool", "tool", "assistant", "user", "calls", "tool", "assistant"]
+        first_calls = messages[2]["tool_calls"]
+        assert len(first_calls) == 2  # A and P, independent: parallel
+        assert all(isinstance(c["function"]["arguments"], str) for c in first_calls)
+        # B is chained: its ref_id is a value from the first turn's results, not from the user
+        chained = json.loads(messages[7]["tool_calls"][0]["function"]["arguments"])["ref_id"]
+        assert chained in messages[4]["content"] or chained in messages[3]["content"]
+        assert chained not in messages[6]["content"]
     # every agent round is one batch over all rows still in that phase
-    assert all(size == 3 or size == 6 for size in serving.batches), serving.batches
+    assert all(size in (3, 6) for size in serving.batches), serving.batches
+
+
+def test_user_agent_reply_schema_lists_the_values_the_user_gives():
+    serving = FakeLLMServing(button_responder)
+    MultiTurnConversationGenerator(llm_serving=serving).process_batch(mt_rows(1, sub_tasks=2), **TWO_KEYS)
+    user_schemas = [s for _, s in serving.calls if s["title"] == "UserTurnReply"]
+    assert len(user_schemas) == 2
+    first, follow_up = (s["properties"]["values"]["properties"] for s in user_schemas)
+    (name,) = first
+    assert list(first[name]["properties"]) == ["query"]  # required and not fed by a result
+    assert list(follow_up.values())[0]["properties"] == {}  # ref_id is chained from the first result
+    assert list(user_schemas[0]["properties"]) == ["values", "message"]  # values are chosen first
+
+
+def test_user_message_must_state_the_values_it_chose():
+    def responder(messages, schema):
+        reply = button_responder(messages, schema)
+        if schema["title"] == "UserTurnReply" and "rejected" not in messages[-1]["content"]:
+            reply["message"] = "Hi, can you look that up for me?"  # the chosen query is not said
+        return reply
+
+    serving = FakeLLMServing(responder)
+    (outcome,) = MultiTurnConversationGenerator(llm_serving=serving).process_batch(mt_rows(1), **MT_KEYS)
+    assert outcome.status == "ok", outcome.reason
+    reasks = [m for m, s in serving.calls if s["title"] == "UserTurnReply" and "rejected" in m[-1]["content"]]
+    assert reasks and "ungrounded_argument" in reasks[0][-1]["content"]
+
+    stubborn = FakeLLMServing(lambda m, s: {**button_responder(m, s), "message": "Hi, can you look that up?"}
+                              if s["title"] == "UserTurnReply" else button_responder(m, s))
+    (outcome,) = MultiTurnConversationGenerator(llm_serving=stubborn, max_reasks=1).process_batch(mt_rows(1), **MT_KEYS)
+    assert outcome.status == "failed" and outcome.reason.startswith("ungrounded_argument:"), outcome.reason
+
+
+def test_invented_argument_is_reasked_then_fails():
+    def responder(messages, schema):
+        reply = button_responder(messages, schema)
+        if calling(schema) and "INVENT" in json.dumps(messages):
+            for call in reply["tool_calls"]:
+                call["arguments"] = {k: ("made-up value" if k == "query" else v) for k, v in call["arguments"].items()}
+        return reply
+
+    rows = mt_rows(2)
+    rows[0]["atom_task"] += " INVENT"
+    serving = FakeLLMServing(responder)
+    outcomes = MultiTurnConversationGenerator(llm_serving=serving, max_reasks=2).process_batch(rows, **MT_KEYS)
+    assert outcomes[0].status == "failed" and outcomes[0].reason.startswith("ungrounded_argument:"), outcomes[0].reason
+    assert "made-up value" in outcomes[0].reason
+    assert outcomes[1].status == "ok", outcomes[1].reason
 
 
 def test_multi_turn_invalid_call_is_reasked_then_accepted():
     state = {"bad": 0}
 
     def responder(messages, schema):
-        if schema["title"] == "AssistantTurnReply" and "ASSISTANT CALLS" not in messages[-1]["content"]:
-            if state["bad"] == 0:
-                state["bad"] += 1
-                return {"tool_calls": [{"name": "step1_do", "arguments": {"query": 5}}], "content": ""}
+        if calling(schema) and state["bad"] == 0:
+            state["bad"] += 1
+            reply = button_responder(messages, schema)
+            reply["tool_calls"][0]["arguments"]["query"] = 5
+            return reply
+        if calling(schema) and state["bad"] == 1:
             assert "rejected: invalid_call" in messages[-1]["content"]  # the re-ask carries the errors
+            state["bad"] += 1
         return button_responder(messages, schema)
 
     (outcome,) = MultiTurnConversationGenerator(llm_serving=FakeLLMServing(responder)).process_batch(mt_rows(1), **MT_KEYS)
-    assert state["bad"] == 1
+    assert state["bad"] == 2
     assert outcome.status == "ok", outcome.reason
-    assert check_conversation(outcome.rows[0]["conversations"], outcome.rows[0]["tools"]) == []
 
 
-def test_multi_turn_invalid_call_fails_after_bounded_reasks():
+def test_multi_turn_wrong_tool_fails_after_bounded_reasks():
     def responder(messages, schema):
-        if schema["title"] == "AssistantTurnReply" and "BAD" in messages[-1]["content"]:
+        if calling(schema) and "BAD" in messages[-1]["content"]:
             return {"tool_calls": [{"name": "no_such_tool", "arguments": {}}], "content": ""}
         return button_responder(messages, schema)
 
     rows = mt_rows(2)
-    rows[0]["composition_task"] += " BAD"
+    rows[0]["atom_task"] += " BAD"
     serving = CountingFake(responder)
     outcomes = MultiTurnConversationGenerator(llm_serving=serving, max_reasks=2).process_batch(rows, **MT_KEYS)
     assert outcomes[0].status == "failed"
-    assert outcomes[0].reason.startswith("invalid_call:") and "no_such_tool" in outcomes[0].reason
+    assert outcomes[0].reason.startswith("wrong_tools:"), outcomes[0].reason
     assert outcomes[1].status == "ok"
-    bad_asks = [m for m, s in serving.calls if s["title"] == "AssistantTurnReply" and "BAD" in m[-1]["content"]]
+    bad_asks = [m for m, s in serving.calls if calling(s) and "BAD" in m[-1]["content"]]
     assert len(bad_asks) == 3  # first ask + 2 re-asks
 
 
-def test_assistant_schema_is_built_from_the_row_tools():
+def test_assistant_schema_is_narrowed_to_the_calls_of_the_wave():
     from dataflow.operators.conversations.multi_turn import assistant_reply_schema
 
     serving = FakeLLMServing(button_responder)
     rows = mt_rows(1, sub_tasks=2)
-    MultiTurnConversationGenerator(llm_serving=serving).process_batch(rows, **MT_KEYS | {
-        "input_sub_tasks_keys": ["atom_task", "subsequent_task"]})
+    MultiTurnConversationGenerator(llm_serving=serving).process_batch(rows, **TWO_KEYS)
     schemas = [s for _, s in serving.calls if s["title"] == "AssistantTurnReply"]
-    assert schemas[0] == assistant_reply_schema(rows[0]["tools"], must_call=True)  # no call made yet
-    assert schemas[0]["properties"]["tool_calls"]["minItems"] == 1
-    assert all(s == assistant_reply_schema(rows[0]["tools"]) for s in schemas[1:])
-    variants = schemas[0]["properties"]["tool_calls"]["items"]["anyOf"]
-    assert [v["properties"]["name"]["const"] for v in variants] == [t["function"]["name"] for t in rows[0]["tools"]]
-    args = variants[0]["properties"]["arguments"]
-    assert args["required"] == rows[0]["tools"][0]["function"]["parameters"]["required"]
+    tools = rows[0]["tools"]
+    assert schemas == [
+        assistant_reply_schema([tools[0]], n_calls=1), assistant_reply_schema([], n_calls=0),
+        assistant_reply_schema([tools[1]], n_calls=1), assistant_reply_schema([], n_calls=0),
+    ]
+    variant = schemas[0]["properties"]["tool_calls"]["items"]["anyOf"][0]
+    assert variant["properties"]["name"]["const"] == tools[0]["function"]["name"]
+    args = variant["properties"]["arguments"]
+    assert args["required"] == tools[0]["function"]["parameters"]["required"]
     assert args["properties"]["query"]["maxLength"] == 100  # bounded for decoding only
-    assert "maxLength" not in rows[0]["tools"][0]["function"]["parameters"]["properties"]["query"]
+    assert "maxLength" not in tools[0]["function"]["parameters"]["properties"]["query"]
+    assert schemas[1]["properties"]["content"]["minLength"] > 0
 
 
-def test_multi_turn_repeated_call_is_reasked():
+def test_multi_turn_repeated_call_is_reasked_then_fails():
+    rows = mt_rows(1, sub_tasks=2)
+    fn = dict(rows[0]["functions"][0], **{"x-sub-tasks": [0, 1]})  # one function serves both sub-tasks
+    rows[0]["functions"] = [fn]
+
     def responder(messages, schema):
-        if schema["title"] == "AssistantTurnReply":
-            return {"tool_calls": [{"name": "step1_do", "arguments": {"query": "same"}}], "content": ""}
+        if calling(schema):
+            reply = button_responder(messages, schema)
+            first_user = next(m for m in json.loads(json.dumps(messages))[-1]["content"].splitlines() if m.startswith("USER:"))
+            reply["tool_calls"][0]["arguments"]["query"] = first_user.split("the query is ")[1].rstrip(".")
+            return reply
         return button_responder(messages, schema)
 
-    serving = CountingFake(responder)
-    (outcome,) = MultiTurnConversationGenerator(llm_serving=serving, max_reasks=1).process_batch(mt_rows(1), **MT_KEYS)
-    assert outcome.status == "failed" and outcome.reason.startswith("repeated_call: step1_do"), outcome.reason
+    (outcome,) = MultiTurnConversationGenerator(llm_serving=FakeLLMServing(responder), max_reasks=1).process_batch(rows, **TWO_KEYS)
+    assert outcome.status == "failed" and outcome.reason.startswith("repeated_call:"), outcome.reason
 
 
-def test_multi_turn_no_final_answer_fails_at_turn_limit():
-    def responder(messages, schema):
-        if schema["title"] == "AssistantTurnReply":  # keeps calling, never answers
-            return {"tool_calls": [{"name": "step1_do", "arguments": {"query": "again"}}], "content": ""}
-        return button_responder(messages, schema)
-
-    (outcome,) = MultiTurnConversationGenerator(llm_serving=FakeLLMServing(responder), max_turns=3).process_batch(
+def test_multi_turn_stops_at_the_turn_limit():
+    (outcome,) = MultiTurnConversationGenerator(llm_serving=FakeLLMServing(button_responder), max_turns=2).process_batch(
         mt_rows(1), **MT_KEYS
     )
     assert outcome.status == "failed"
-    assert outcome.reason.startswith("no_final_answer:") and "3 assistant turns" in outcome.reason
+    assert outcome.reason.startswith("no_final_answer:") and "2 assistant turns" in outcome.reason
 
 
 def test_multi_turn_answer_without_tool_call_is_not_kept():
     def responder(messages, schema):
-        if schema["title"] == "AssistantTurnReply":
-            return {"tool_calls": [], "content": "I just know the answer."}
+        if calling(schema):
+            return {"tool_calls": [], "content": ""}
         return button_responder(messages, schema)
 
     (outcome,) = MultiTurnConversationGenerator(llm_serving=FakeLLMServing(responder), max_reasks=1).process_batch(
         mt_rows(1), **MT_KEYS
     )
     assert outcome.status == "failed" and outcome.reason.startswith("no_tool_call:")
+
+
+def test_answer_that_ignores_the_results_is_reasked_then_fails():
+    def responder(messages, schema):
+        if answering(schema):
+            return {"tool_calls": [], "content": "All done, have a nice day!"}
+        return button_responder(messages, schema)
+
+    (outcome,) = MultiTurnConversationGenerator(llm_serving=FakeLLMServing(responder), max_reasks=1).process_batch(
+        mt_rows(1), **MT_KEYS
+    )
+    assert outcome.status == "failed" and outcome.reason.startswith("answer_ignores_results"), outcome.reason
+
+
+def test_tool_result_that_echoes_the_arguments_is_reasked_then_fails():
+    def responder(messages, schema):
+        if schema["title"] == "ToolResultReply":
+            args = json.loads(messages[-1]["content"].split("Arguments: ", 1)[1].splitlines()[0])
+            return {"result": {"summary": args["query"]}}
+        return button_responder(messages, schema)
+
+    rows = mt_rows(1)
+    for fn in rows[0]["functions"]:
+        fn["x-response"] = {"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"],
+                            "additionalProperties": False}
+    (outcome,) = MultiTurnConversationGenerator(llm_serving=FakeLLMServing(responder), max_reasks=1).process_batch(
+        rows, **MT_KEYS
+    )
+    assert outcome.status == "failed" and outcome.reason.startswith("result_echoes_arguments"), outcome.reason
 
 
 def test_multi_turn_tool_result_checked_against_declared_shape():
@@ -376,8 +512,7 @@ def test_multi_turn_tool_result_checked_against_declared_shape():
 
 def test_multi_turn_tool_schema_is_built_from_response_shape():
     serving = FakeLLMServing(button_responder)
-    MultiTurnConversationGenerator(llm_serving=serving).process_batch(mt_rows(1, sub_tasks=2), **MT_KEYS | {
-        "input_sub_tasks_keys": ["atom_task", "subsequent_task"]})
+    MultiTurnConversationGenerator(llm_serving=serving).process_batch(mt_rows(1, sub_tasks=2), **TWO_KEYS)
     tool_schemas = [s for _, s in serving.calls if s["title"] == "ToolResultReply"]
     assert tool_schemas
     result = tool_schemas[0]["properties"]["result"]
@@ -389,8 +524,7 @@ def test_tool_round_sends_each_call_its_own_function_schema():
     function's declared response shape, so a cache key never depends on the other rows."""
     serving = FakeLLMServing(button_responder)
     rows = mt_rows(2, sub_tasks=2)
-    MultiTurnConversationGenerator(llm_serving=serving).process_batch(rows, **MT_KEYS | {
-        "input_sub_tasks_keys": ["atom_task", "subsequent_task"]})
+    MultiTurnConversationGenerator(llm_serving=serving).process_batch(rows, **TWO_KEYS)
     shapes = {}
     for row in rows:
         for fn in row["functions"]:
@@ -419,7 +553,7 @@ def test_multi_turn_missing_and_malformed_agent_replies(agent):
     )
     assert outcomes[0].status == "failed" and outcomes[0].reason.startswith("llm_error:")
     assert outcomes[1].status == "failed" and "invalid" in outcomes[1].reason.split(":")[0]
-    assert outcomes[2].status == "ok"
+    assert outcomes[2].status == "ok", outcomes[2].reason
 
 
 def test_multi_turn_bad_functions_column_fails_row():
@@ -478,7 +612,7 @@ def test_transcript_reads_glaive_openai_and_sharegpt():
     assert "TOOL RESULT of convert_currency" in glaive and "<|endoftext|>" not in glaive
     messages, _ = _valid_conversation()
     openai = chat_to_transcript(messages)
-    assert "ASSISTANT CALLS: step1_" in openai and "TOOL RESULT of step1_" in openai
+    assert "ASSISTANT CALLS: find_" in openai and "TOOL RESULT of find_" in openai
     sharegpt = chat_to_transcript({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]})
     assert sharegpt == "USER: hi\nASSISTANT: hello"
     assert chat_to_transcript(json.dumps(messages)) == openai
@@ -537,25 +671,26 @@ def test_export_writes_openai_and_hermes(tmp_path):
     assert records[0]["messages"] == messages
 
 
-def test_para_seq_reasks_a_copied_task_once_then_keeps_the_row_for_the_filter():
-    """A reply whose parallel task copies task A is asked again with feedback (a new request);
-    a second copy keeps the row as is, for CompositionTaskFilter to reject."""
+def test_para_seq_reasks_a_copied_task_once_then_fails_the_row():
+    """A reply whose parallel task copies task A (even with a word or two changed) is asked again
+    with feedback (a new request); a second copy fails the row as ``restated_task``, with no
+    judge spent on it."""
     from dataflow.operators.conversations import ParaSeqTaskGenerator
 
     def responder(messages, schema):
         user = messages[-1]["content"]
         copy = "stubborn" in user or "rejected" not in user
-        task = user.split("Task A:", 1)[1].split("\n", 1)[0].strip()
-        return {"parallel_task": task if copy else f"Look up the weather for {task}",
+        task = user.split("Request A:", 1)[1].split("\n", 1)[0].strip()
+        return {"parallel_task": f"{task} please" if copy else f"Look up the weather for {task}",
                 "subsequent_task": "Combine both results into one short report",
                 "composition_task": "Do both, then write one short report"}
 
     serving = FakeLLMServing(responder)
     rows = [{"atom_task": "Convert 100 USD to EUR today"}, {"atom_task": "stubborn: book a table for two"}]
     outcomes = ParaSeqTaskGenerator(llm_serving=serving).process_batch(rows)
-    assert [o.status for o in outcomes] == ["ok", "ok"]
+    assert [o.status for o in outcomes] == ["ok", "failed"]
     assert outcomes[0].rows[0]["parallel_task"].startswith("Look up the weather")
-    assert outcomes[1].rows[0]["parallel_task"] == "stubborn: book a table for two"
+    assert outcomes[1].reason.startswith("restated_task: parallel_task restates task A")
     assert len(serving.calls) == 4  # two first asks, two re-asks (batched), no third round
     reasks = [m for m, _ in serving.calls[2:]]
     assert all("previous answer was rejected" in m[-1]["content"] for m in reasks)
@@ -563,3 +698,16 @@ def test_para_seq_reasks_a_copied_task_once_then_keeps_the_row_for_the_filter():
     no_reask = FakeLLMServing(responder)
     ParaSeqTaskGenerator(llm_serving=no_reask, max_reasks=0).process_batch(rows)
     assert len(no_reask.calls) == 2
+
+
+def test_sequential_follow_up_that_restates_task_a_is_reasked():
+    def responder(messages, schema):
+        task = messages[-1]["content"].split("Request:", 1)[1].split("\n", 1)[0].strip()
+        again = "rejected" in messages[-1]["content"]
+        return {"a_result": "the amount", "subsequent_task": "Split that amount among 4 friends." if again else task,
+                "composition_task": f"{task} Then split it."}
+
+    serving = FakeLLMServing(responder)
+    (outcome,) = SequentialTaskGenerator(llm_serving=serving).process_batch([{"atom_task": "Convert 250 USD to EUR."}])
+    assert outcome.status == "ok" and outcome.rows[0]["subsequent_task"].startswith("Split")
+    assert "restated_task" in serving.calls[1][0][-1]["content"]

@@ -522,3 +522,10 @@ def test_import_is_light():
     code = "import sys, dataflow.quality; print(any(m in sys.modules for m in ('rapidfuzz', 'dateutil', 'jsonschema')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_id_that_looks_like_a_huge_exponent_is_not_a_number():
+    from dataflow.quality._values import numbers_in
+
+    assert numbers_in("ref_id-8e0796-a719 and 1e3") == (1000.0,)
+    assert ungrounded_arguments({"ref": "ref_id-8e0796-a719"}, None, ["the ref is ref_id-8e0796-a719"]) == []

@@ -124,7 +124,10 @@ def numbers_in(text: str) -> tuple[float, ...]:
     for match in _NUMBER.finditer(text) if _DIGIT.search(text) else ():
         value = float(match.group("num").replace(",", ""))
         if match.group("exp"):
-            value *= 10.0 ** int(match.group("exp"))
+            exponent = int(match.group("exp"))
+            if abs(exponent) > 300:  # "8e0796" inside an id is not a number a person wrote
+                continue
+            value *= 10.0 ** exponent
         if match.group("sign"):
             value = -value
         out.append(value)

@@ -56,8 +56,7 @@ def _words(text: str, n: int) -> str:
 
 
 def _scenario(system: str, user: str, schema: dict) -> dict:
-    transcript = _after(user, "Chat:")
-    first_user = next((ln[5:].strip() for ln in transcript.splitlines() if ln.startswith("USER:")), transcript)
+    first_user = _first_line(_after(user, "The user asked:"))
     return {"scenario": f"A person needs help with this request: {first_user[:150] or 'a general question'}."}
 
 
@@ -73,13 +72,13 @@ def _atom(system: str, user: str, schema: dict) -> dict:
 
 
 def _sequential(system: str, user: str, schema: dict) -> dict:
-    task = _first_line(_after(user, "Task A:"))
+    task = _first_line(_after(user, "Request:"))
     follow = "Write a short summary based on the result of the lookup."
-    return {"subsequent_task": follow, "composition_task": f"{task[:200]} Then {follow[0].lower()}{follow[1:]}"}
+    return {"a_result": "the key facts", "subsequent_task": follow, "composition_task": f"{task[:200]} Then {follow[0].lower()}{follow[1:]}"}
 
 
 def _paraseq(system: str, user: str, schema: dict) -> dict:
-    task = _first_line(_after(user, "Task A:"))
+    task = _first_line(_after(user, "Request A:"))
     parallel = f"Check the current status of {_words(task.partition(' about ')[2] or task, 4)[:80]} independently."
     final = "Combine the lookup result and the status check into one summary."
     return {
@@ -93,27 +92,32 @@ def _verdict(system: str, user: str, schema: dict) -> dict:
     return {"reason": "The sub-tasks, done in order, complete the composed task.", "problem": "none"}
 
 
+_VERBS = ("find", "check", "summarize", "compare", "book", "list", "rate", "plan")
+
+
 def _functions(system: str, user: str, schema: dict) -> dict:
-    sub_tasks = re.findall(r"^\d+\.\s+(.+)$", _after(user, "Sub-tasks:"), re.MULTILINE)
+    """One function per sub-task: the last (of two or more) takes the earlier result's
+    ``ref_id`` (a chained parameter), the others take a ``query`` the user gives."""
+    sub_tasks = re.findall(r"^\d+\.\s+(.+)$", _after(user, "Sub-tasks:"), re.MULTILINE) or ["task"]
     functions = []
-    for i, task in enumerate(sub_tasks or ["task"], start=1):
+    for i, task in enumerate(sub_tasks, start=1):
         word = (re.findall(r"[a-z]+", task.lower()) or ["run"])[0][:20]
-        first = i == 1
+        chained = i == len(sub_tasks) and i > 1
         parameters = (
             [
+                {"name": "ref_id", "type": "string", "description": "Reference returned by the lookup", "required": True, "enum": []},
+                {"name": "limit", "type": "integer", "description": "Maximum items", "required": False, "enum": []},
+            ]
+            if chained
+            else [
                 {"name": "query", "type": "string", "description": "What to look up", "required": True, "enum": []},
                 {"name": "mode", "type": "string", "description": "Level of detail", "required": False, "enum": ["brief", "full"]},
-            ]
-            if first
-            else [
-                {"name": "ref_id", "type": "string", "description": "Reference from the previous step", "required": True, "enum": []},
-                {"name": "limit", "type": "integer", "description": "Maximum items", "required": False, "enum": []},
             ]
         )
         functions.append(
             {
-                "name": f"step{i}_{word}",
-                "description": f"Handles sub-task {i}: {task[:120]}",
+                "name": f"{_VERBS[(i - 1) % len(_VERBS)]}_{word}",
+                "description": f"Looks up facts for: {task[:110]}",
                 "parameters": parameters,
                 "returns": [
                     {"name": "ref_id", "type": "string"},
@@ -126,37 +130,63 @@ def _functions(system: str, user: str, schema: dict) -> dict:
 
 
 def _user_turn(system: str, user: str, schema: dict) -> dict:
-    if "Write your opening request" in user:
-        goal = _first_line(_after(user, "Your goal:"))
-        return {"end_conversation": False, "message": f"Hi! {goal}"}
-    transcript = _after(user, "Conversation so far:")
-    if sum(ln.startswith("USER:") for ln in transcript.splitlines()) < 2:
-        return {"end_conversation": False, "message": "Thanks! Which of those results matters most?"}
-    return {"end_conversation": True, "message": "Thanks, that is all I needed."}
+    """Chooses a value for every parameter the schema asks for and states each in the message."""
+    wanted = re.findall(r"^- (.+)$", user.split("Details you give")[0], re.MULTILINE)
+    asked = ((schema.get("properties") or {}).get("values") or {}).get("properties") or {}
+    values: dict[str, dict] = {}
+    said = []
+    for function, shape in asked.items():
+        values[function] = {}
+        for name, prop in (shape.get("properties") or {}).items():
+            value = _sample(prop, f"{name}-{_digest(' '.join(wanted))}")
+            values[function][name] = value
+            said.append(f"the {name.replace('_', ' ')} is {value}")
+    request = " and ".join(w.rstrip(".") for w in wanted[-2:]) or "help me"
+    opening = "Now you also want" not in user
+    message = f"{'Hi! Please' if opening else 'Next, please'} {request[0].lower()}{request[1:]}"
+    if said:
+        message += "; " + ", ".join(said)
+    return {"values": values, "message": message + "."}
 
 
 def _assistant_turn(system: str, user: str, schema: dict) -> dict:
-    tools = _tools_from_schema(schema) or [
-        json.loads(ln) for ln in system.splitlines() if ln.startswith("{") and '"function"' in ln
-    ]
+    """Calls exactly the tools the schema allows, taking each argument from the last user message
+    (``the <name> is <value>``) or from the latest tool result that has a field of that name;
+    answers with the values of the last results when no call is asked for."""
+    calls_schema = (schema.get("properties") or {}).get("tool_calls") or {}
     transcript = _after(user, "Conversation so far:").split("\n\n")[0]
     lines = [ln for ln in transcript.splitlines() if ln.strip()]
-    called = {m.group(1) for m in (re.match(r"ASSISTANT CALLS: (\w+)\(", ln) for ln in lines) if m}
-    todo = [t["function"] for t in tools if t["function"]["name"] not in called]
-    if not todo or (lines and lines[-1].startswith("USER:") and called):
-        last_results = [ln for ln in lines if ln.startswith("TOOL RESULT of ")]
-        detail = last_results[-1].split(": ", 1)[-1] if last_results else "{}"
-        return {"tool_calls": [], "content": f"Here is what I found: {detail[:300]}"}
-    batch = todo[:2] if not called and len(tools) >= 3 else todo[:1]
-    previous = {}
-    for ln in reversed(lines):
-        if ln.startswith("TOOL RESULT of "):
+    results, earlier = [], []  # results of the current user turn, of the turns before
+    for ln in lines:
+        if ln.startswith("USER:"):
+            earlier, results = earlier + results, []
+        elif ln.startswith("TOOL RESULT"):
             try:
-                previous = json.loads(ln.split(": ", 1)[1])
+                results.append(json.loads(ln.split(": ", 1)[1]))
             except (IndexError, json.JSONDecodeError):
-                previous = {}
-            break
-    return {"tool_calls": [{"name": f["name"], "arguments": _arguments(f, previous)} for f in batch], "content": ""}
+                pass
+    n_calls = calls_schema.get("minItems", 0)
+    if not n_calls:
+        facts = "; ".join(", ".join(f"{k} {v}" for k, v in r.items()) for r in results) or "nothing new"
+        return {"tool_calls": [], "content": f"Here is what I found: {facts}."}
+    last_user = next((ln for ln in reversed(lines) if ln.startswith("USER:")), "")
+    stated = dict(re.findall(r"the ([a-z ]+?) is ([^,;.]+)", last_user))
+    previous = {k: v for r in earlier + results for k, v in r.items()}
+    calls = []
+    for tool in _tools_from_schema(schema)[:n_calls]:
+        params = tool["function"].get("parameters") or {}
+        args = {}
+        for name in params.get("required") or []:
+            prop = params["properties"][name]
+            spoken = stated.get(name.replace("_", " "))
+            if name in previous:
+                args[name] = previous[name]
+            elif spoken is not None:
+                args[name] = int(spoken) if prop.get("type") == "integer" else spoken.strip()
+            else:
+                args[name] = _sample(prop, name)
+        calls.append({"name": tool["function"]["name"], "arguments": args})
+    return {"tool_calls": calls, "content": ""}
 
 
 def _tools_from_schema(schema: dict) -> list[dict]:
@@ -170,15 +200,6 @@ def _tools_from_schema(schema: dict) -> list[dict]:
         if name:
             tools.append({"type": "function", "function": {"name": name, "parameters": props.get("arguments") or {}}})
     return tools
-
-
-def _arguments(function: dict, previous: dict) -> dict:
-    params = function.get("parameters") or {}
-    args = {}
-    for name in params.get("required") or []:
-        prop = params["properties"][name]
-        args[name] = previous.get(name) if name in previous else _sample(prop, name)
-    return args
 
 
 def _sample(prop: dict, seed: str) -> Any:
@@ -199,7 +220,7 @@ def _sample(prop: dict, seed: str) -> Any:
 
 
 def _tool_result(system: str, user: str, schema: dict) -> dict:
-    shape = json.loads(_first_line(_after(user, "Result schema:")) or "{}")
+    shape = json.loads(_first_line(_after(user, "Result fields:")) or "{}")
     arguments = _first_line(_after(user, "Arguments:"))
     value = {k: _sample(v, f"{k}-{_digest(arguments)}") for k, v in (shape.get("properties") or {}).items()}
     return {"result": value}

@@ -4,8 +4,10 @@
 - ShareGPT/Hermes JSONL: ``{"conversations": [{"from", "value"}], "tools": str}`` with
   ``<tool_call>`` / ``<tool_response>`` blocks (the formats area's ``openai_messages_to_hermes``).
 
-Rows that are not a structurally valid conversation (``check_conversation``) are skipped and
-counted, so a fine-tuning file never holds a broken example.
+Rows that are not a structurally valid conversation (``check_conversation``), or that a
+deterministic quality check flags (``dataflow.quality.conversation_problems``: ungrounded
+arguments, echoed or degenerate results, answers that ignore the results ...), are skipped and
+counted by reason code, so a fine-tuning file never holds an example the library knows is wrong.
 """
 
 from __future__ import annotations
@@ -29,14 +31,20 @@ class ExportResult:
 
 
 def openai_records(rows: Iterable[dict], messages_key: str = "conversations", tools_key: str = "tools") -> tuple[list[dict], dict[str, int]]:
-    """``{"messages", "tools"}`` records of the valid rows, and the count of skipped rows."""
+    """``{"messages", "tools"}`` records of the valid rows, and the count of skipped rows by
+    reason code (``invalid_conversation`` or a quality check's code)."""
+    from ...quality import conversation_problems
+
     records: list[dict] = []
     skipped: dict[str, int] = {}
     for row in rows:
         messages, tools = _load(row.get(messages_key)), openai_tools(_load(row.get(tools_key)) or [])
-        problems = check_conversation(messages, tools)
-        if problems:
-            skipped["invalid_conversation"] = skipped.get("invalid_conversation", 0) + 1
+        code = "invalid_conversation" if check_conversation(messages, tools) else None
+        if code is None:
+            problems = conversation_problems(messages, tools)
+            code = problems[0].split(":", 1)[0] if problems else None
+        if code is not None:
+            skipped[code] = skipped.get(code, 0) + 1
             continue
         records.append({"messages": messages, "tools": tools})
     return records, skipped

@@ -36,11 +36,12 @@ from typing import Any, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...core import RowOutcome, RunReport, merge_row, schema_for
-from ._base import InvalidInput, StructuredLLMOperator, Text, as_key_list, sub_tasks_of, text_value
+from ._base import InvalidInput, Reask, StructuredLLMOperator, Text, as_key_list, sub_tasks_of, text_value
 
 MAX_SUB_TASKS = 8
 MAX_NAME = 48
 RESPONSE_KEY = "x-response"
+SUB_TASKS_KEY = "x-sub-tasks"
 RESULT_STRING_CHARS = 120
 
 JsonType = Literal["string", "integer", "number", "boolean"]
@@ -136,30 +137,41 @@ def tools_text(tools: list[dict], descriptions: bool = False) -> str:
 
 
 def build_specs(reply: FunctionSetReply, n_sub_tasks: int) -> list[dict]:
-    """Tool specs from a validated reply (the i-th function serves sub-task i; extra functions are
-    kept as extra tools), with snake_case, unique names. Raises ``InvalidInput`` (reason
-    ``invalid_functions``) when a sub-task has no function or a schema is invalid."""
+    """Tool specs from a validated reply: the i-th function serves sub-task i (listed in its
+    ``x-sub-tasks``), with snake_case names. The same function asked for by two sub-tasks (same
+    name, same parameters) becomes one tool serving both. Raises ``InvalidInput`` with reason
+    ``invalid_functions`` when a sub-task has no function or a schema is invalid, and
+    ``near_duplicate_tools`` when two different functions share a name or nearly so
+    (``search_recipes`` / ``search_recipe``): renaming one ``_2`` would export two tools that do
+    the same thing."""
+    from ...quality import near_duplicate_pairs
+
     if len(reply.functions) < n_sub_tasks:
         raise InvalidInput(f"invalid_functions: {len(reply.functions)} function(s) for {n_sub_tasks} sub-tasks")
     specs: list[dict] = []
     by_name: dict[str, dict] = {}
-    for i, fn in enumerate(reply.functions, start=1):
-        name = snake_name(fn.name, MAX_NAME, f"do_sub_task_{i}")
+    for i, fn in enumerate(reply.functions[:n_sub_tasks]):
+        name = snake_name(fn.name, MAX_NAME, f"do_sub_task_{i + 1}")
         parameters = _object_schema(fn.parameters, result=False)
         earlier = by_name.get(name)
         if earlier is not None and earlier["function"]["parameters"] == parameters:
-            continue  # the same function asked for by another sub-task: one tool serves both
-        base, k = name, 2
-        while name in by_name:
-            suffix = f"_{k}"
-            name, k = base[: MAX_NAME - len(suffix)] + suffix, k + 1
+            earlier[SUB_TASKS_KEY].append(i)  # the same function serves another sub-task
+            continue
+        if earlier is not None:
+            raise InvalidInput(f"near_duplicate_tools: two different functions are both named {name!r}")
         spec = {
             "type": "function",
             "function": {"name": name, "description": fn.description, "parameters": parameters},
             RESPONSE_KEY: _object_schema(fn.returns, result=True),
+            SUB_TASKS_KEY: [i],
         }
         by_name[name] = spec
         specs.append(spec)
+    names = [s["function"]["name"].replace("_", " ") for s in specs]
+    for a, b, _ in near_duplicate_pairs(names, threshold=90):
+        raise InvalidInput(
+            f"near_duplicate_tools: {specs[a]['function']['name']!r} and {specs[b]['function']['name']!r}"
+        )
     _check_schemas(specs)
     return specs
 
@@ -207,6 +219,10 @@ class FunctionGenerator(StructuredLLMOperator):
 
     prompt_names = ("function_generator",)
 
+    def __init__(self, llm_serving: Any = None, max_reasks: int = 1, prompt_template: Any = None):
+        super().__init__(llm_serving=llm_serving, prompt_template=prompt_template)
+        self.max_reasks = max_reasks
+
     def run(
         self,
         storage: Any,
@@ -219,7 +235,7 @@ class FunctionGenerator(StructuredLLMOperator):
             input_sub_tasks_keys=as_key_list(input_sub_tasks_keys),
             output_key=output_key,
         )
-        return self._run_keys(storage, keys)
+        return self._run_keys(storage, keys, params={"max_reasks": self.max_reasks})
 
     def process_batch(
         self,
@@ -237,7 +253,17 @@ class FunctionGenerator(StructuredLLMOperator):
             return {"composition_task": text_value(row, input_composition_task_key), "sub_tasks": sub_tasks}
 
         def finish(row: dict, reply: FunctionSetReply) -> RowOutcome:
-            specs = build_specs(reply, len(sub_tasks_of(row, columns)))
+            try:
+                specs = build_specs(reply, len(sub_tasks_of(row, columns)))
+                leak = _leaking_text(specs)
+                if leak:
+                    raise InvalidInput(leak)
+            except InvalidInput as exc:
+                if str(exc).startswith("invalid_input"):
+                    raise
+                raise Reask(f"{exc}. Give each sub-task its own function with a distinct name, "
+                            "and describe what the function does, not the instructions.",
+                            RowOutcome.fail(str(exc))) from None
             return RowOutcome.keep(merge_row(row, **{output_key: specs}))
 
         return self.structured_round(
@@ -246,4 +272,23 @@ class FunctionGenerator(StructuredLLMOperator):
             FunctionSetReply,
             finish,
             row_schema=lambda row: function_set_schema(len(sub_tasks_of(row, columns))),
+            max_reasks=self.max_reasks,
         )
+
+
+def _leaking_text(specs: list[dict]) -> str | None:
+    """The first tool name, description or parameter that carries words of the generation
+    instructions (``keep_concrete``, "sub-task 1", "Task A's result"), as an ``instruction_leak``
+    reason."""
+    from ...quality import spec_leak
+
+    for spec in specs:
+        fn = spec["function"]
+        texts = [fn["name"].replace("_", " "), fn.get("description", "")]
+        for name, prop in (fn.get("parameters") or {}).get("properties", {}).items():
+            texts += [name.replace("_", " "), prop.get("description", "")]
+        for text in texts:
+            problem = spec_leak(text)
+            if problem:
+                return f"{problem} (in tool {fn['name']})"
+    return None

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ...core import RowOutcome, RunReport, merge_row
-from ._base import Reask, StructuredLLMOperator, Text, task_key, text_value
+from ._base import Reask, StructuredLLMOperator, Text, text_value
 
 
 class AtomTaskReply(BaseModel):
@@ -27,9 +27,12 @@ class AtomTaskReply(BaseModel):
 
 
 class SequentialTaskReply(BaseModel):
-    """A follow-up task that uses the first task's result, and the two composed."""
+    """What task A's result is, a follow-up task that needs it, and the two composed. The
+    result comes first so that the follow-up is written with the data flow in view (BUTTON's
+    sequential composition: B consumes A's output)."""
 
     model_config = ConfigDict(extra="forbid")
+    a_result: Text(80, 3)
     subsequent_task: Text(150, 10)
     composition_task: Text(300, 10)
 
@@ -61,9 +64,17 @@ class AtomTaskGenerator(StructuredLLMOperator):
 
 
 class SequentialTaskGenerator(StructuredLLMOperator):
-    """Atomic task -> a subsequent task that consumes its output, plus the composed task."""
+    """Atomic task -> a subsequent task that consumes its output, plus the composed task.
+
+    A follow-up that restates task A (``dataflow.quality.similarity``, near-duplicate) or carries
+    the prompt's own words is asked again once with the reason, then the row fails with
+    ``restated_task`` / ``instruction_leak``: no judge is spent on it."""
 
     prompt_names = ("sequential_task_generator",)
+
+    def __init__(self, llm_serving: Any = None, max_reasks: int = 1, prompt_template: Any = None):
+        super().__init__(llm_serving=llm_serving, prompt_template=prompt_template)
+        self.max_reasks = max_reasks
 
     def run(
         self,
@@ -77,7 +88,7 @@ class SequentialTaskGenerator(StructuredLLMOperator):
             output_subsequent_task_key=output_subsequent_task_key,
             output_composition_task_key=output_composition_task_key,
         )
-        return self._run_keys(storage, keys)
+        return self._run_keys(storage, keys, params={"max_reasks": self.max_reasks})
 
     def process_batch(
         self,
@@ -86,11 +97,17 @@ class SequentialTaskGenerator(StructuredLLMOperator):
         output_subsequent_task_key: str = "subsequent_task",
         output_composition_task_key: str = "composition_task",
     ) -> list[RowOutcome]:
-        return self.structured_round(
-            rows,
-            lambda row: {"task": text_value(row, input_task_key)},
-            SequentialTaskReply,
-            lambda row, reply: RowOutcome.keep(
+        def finish(row: dict, reply: SequentialTaskReply) -> RowOutcome:
+            problem = composition_problem(
+                [("task A", text_value(row, input_task_key)), ("subsequent_task", reply.subsequent_task)],
+                reply.composition_task,
+            )
+            if problem:
+                raise Reask(
+                    f"{problem}. Task B must be a different action that uses A's result ({reply.a_result}).",
+                    RowOutcome.fail(problem),
+                )
+            return RowOutcome.keep(
                 merge_row(
                     row,
                     **{
@@ -98,8 +115,34 @@ class SequentialTaskGenerator(StructuredLLMOperator):
                         output_composition_task_key: reply.composition_task,
                     },
                 )
-            ),
+            )
+
+        return self.structured_round(
+            rows,
+            lambda row: {"task": text_value(row, input_task_key)},
+            SequentialTaskReply,
+            finish,
+            max_reasks=self.max_reasks,
         )
+
+
+def composition_problem(tasks: list[tuple[str, str]], composition: str) -> str | None:
+    """Why a composition is unusable, or ``None``: a task that restates an earlier one (a
+    near-duplicate by ``dataflow.quality.similarity``), or instruction words in any text
+    (``instruction_leak``). ``tasks`` are ``(label, text)`` in order; the first is given, the
+    others were generated."""
+    from ...quality import instruction_leak, near_duplicate_of
+
+    for k, (label, text) in enumerate(tasks[1:], start=1):
+        earlier = tasks[:k]
+        hit = near_duplicate_of(text, [t for _, t in earlier])
+        if hit is not None:
+            return f"restated_task: {label} restates {earlier[hit[0]][0]} ({text!r})"
+    for label, text in tasks[1:] + [("composition_task", composition)]:
+        leak = instruction_leak(text)
+        if leak:
+            return f"{leak} (in {label})"
+    return None
 
 
 class ParaSeqTaskGenerator(StructuredLLMOperator):
@@ -157,17 +200,20 @@ class ParaSeqTaskGenerator(StructuredLLMOperator):
                     },
                 )
             )
-            first = text_value(row, input_task_key)
-            seen = {task_key(first): "task A"}
-            for field, text in (("parallel_task", reply.parallel_task), ("subsequent_task", reply.subsequent_task)):
-                if task_key(text) in seen:
-                    # small models often copy a task; ask again, then let the filter judge
-                    raise Reask(
-                        f"{field} repeats {seen[task_key(text)]} ({text!r}). "
-                        "Write three different tasks: A, a new parallel task P, and a final task B.",
-                        kept,
-                    )
-                seen[task_key(text)] = field
+            problem = composition_problem(
+                [
+                    ("task A", text_value(row, input_task_key)),
+                    ("parallel_task", reply.parallel_task),
+                    ("subsequent_task", reply.subsequent_task),
+                ],
+                reply.composition_task,
+            )
+            if problem:
+                # small models often copy a task; ask again, then fail the row with the reason
+                raise Reask(
+                    f"{problem}. Write three different tasks: A, a new parallel task P, and a final task B.",
+                    RowOutcome.fail(problem),
+                )
             return kept
 
         return self.structured_round(rows, variables, ParaSeqTaskReply, finish, max_reasks=self.max_reasks)
