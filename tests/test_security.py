@@ -3,10 +3,16 @@
 (a) The API key from the environment never reaches a cache file (SQLite incl. WAL), manifest, step
     file, log line, stdout/stderr or exception message: successful, rejected-key and
     unreachable-server runs, grepping everything written.
+    A key with a line break is a ``ConfigError``; an echoed key is redacted before clipping;
+    credentials in the API URL are never shown.
 (b) The execution checker's worker cannot crash or hang the pipeline, and what it writes through
-    the library's own arguments (working folder, temp folder) stays in its temporary folder.
+    the library's own arguments (working folder, temp folder) stays in its temporary folder. A
+    hostile tool finds no secret: allow-listed environment, non-dumpable parent, tool specs
+    derived inside the worker.
 (c) User prompt templates render in Jinja2's sandbox: reaching Python internals is a clear
     ``PromptRenderError`` (via ``prompt_template=`` and via ``DF_PROMPTS_DIR``), before any LLM call.
+(d) The fake server runs no code on request: token-guarded, loopback-only control endpoints that
+    set inert options only; its request log keeps no credentials.
 """
 
 from __future__ import annotations
@@ -129,6 +135,81 @@ def test_key_absent_from_cache_manifest_logs_and_errors_in_process(tmp_path, mon
     assert files_holding_key(tmp_path) == []
     rejected = list(cache.glob("*.rejected.jsonl"))
     assert rejected and "***" in rejected[0].read_text()  # the echoed key was redacted, not dropped silently
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("ending", ["\r\n", "\n", "\r", "\x7f"])
+def test_key_with_a_line_break_is_a_config_error_not_a_hang(fake_server, monkeypatch, ending):
+    monkeypatch.setenv("DF_API_KEY", KEY + ending)  # a key file written on Windows
+    serving = APILLMServing_request(api_url=fake_server.url, model_name="fake", cache=False, max_retries=0)
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        serving.generate_from_input(["hello"])
+    assert time.monotonic() - started < 10
+    message = str(info.value)
+    assert "$DF_API_KEY" in message and "HTTP header" in message and KEY not in message
+    assert fake_server.request_count == 0
+
+
+def test_key_echoed_in_a_long_error_is_redacted_before_it_is_clipped(fake_server, monkeypatch):
+    monkeypatch.setenv("DF_API_KEY", KEY)
+    reasons = []
+    for pad in range(180, 205, 3):  # the key straddles the 200-character clip at some of these
+        fake_server.responder = lambda m, s, pad=pad: FakeFault("400", "x" * pad + f" bad key {KEY} " + "y" * 50)
+        serving = APILLMServing_request(api_url=fake_server.url, model_name="fake", cache=False, max_retries=0)
+        [result] = serving.generate_from_input(["hello"])
+        assert not result.ok
+        reasons.append(result.reason)
+    for reason in reasons:
+        assert KEY[:6] not in reason and "SECRET" not in reason, reason
+    assert any("***" in r for r in reasons)
+    # a 401 that echoes the key ends the batch with a ServingError: the same holds there
+    fake_server.responder = lambda m, s: FakeFault("401", "z" * 190 + f" Incorrect API key provided: {KEY}")
+    with pytest.raises(ServingError) as info:
+        APILLMServing_request(api_url=fake_server.url, model_name="fake", cache=False).generate_from_input(["a", "b", "c"])
+    assert KEY[:6] not in str(info.value) and "SECRET" not in str(info.value)
+
+
+PASSWORD = "pa55-URL-SECRET-word"
+
+
+def test_credentials_in_the_api_url_are_redacted_everywhere(fake_server, monkeypatch, capsys):
+    import base64
+
+    from dataflow.serving import serving_from_env
+
+    monkeypatch.delenv("DF_API_KEY", raising=False)
+    url = fake_server.url.replace("http://", f"http://alice:{PASSWORD}@")
+    monkeypatch.setenv("DF_API_URL", url)
+    monkeypatch.setenv("DF_MODEL", "fake-model")
+    serving = serving_from_env(cache=False)
+    shown = [repr(serving), capsys.readouterr().err]
+    assert "***@127.0.0.1" in shown[0] and "alice" not in shown[0]
+    [result] = serving.generate_from_input(["hello"])
+    assert result.ok, result.reason
+    basic = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+    assert fake_server.requests()[0]["headers"]["authorization"] == fake_server.credential_tag(f"Basic {basic}")
+
+    # the endpoint rejects them: the error names the URL without them
+    fake_server.responder = lambda m, s: FakeFault("401", f"user alice:{PASSWORD} unknown")
+    rejected = APILLMServing_request(api_url=url, model_name="fake", cache=False)
+    with pytest.raises(ServingError) as info:
+        rejected.generate_from_input(["x", "y", "z"])
+    shown += [str(info.value), repr(info.value)]
+    # nothing listens: the connection error names the URL without them
+    dead = f"http://alice:{PASSWORD}@127.0.0.1:{free_port()}/v1/chat/completions"
+    client = APILLMServing_request(api_url=dead, model_name="fake", cache=False, connect_timeout=0.5)
+    with pytest.raises(ServingError) as info:
+        client.generate_from_input(["x"])
+    shown += [str(info.value), repr(info.value), repr(client)]
+    # a key as well as URL credentials: one of them must go
+    monkeypatch.setenv("DF_API_KEY", KEY)
+    with pytest.raises(ConfigError) as info:
+        APILLMServing_request(api_url=url, model_name="fake", cache=False).generate_from_input(["x"])
+    shown += [str(info.value)]
+    shown.append(capsys.readouterr().err)
+    for text in shown:
+        assert PASSWORD not in text and basic not in text and KEY not in text, text
 
 
 def test_sandbox_worker_does_not_inherit_the_key(tmp_path, monkeypatch):

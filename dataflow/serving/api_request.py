@@ -22,6 +22,7 @@ import os
 import random
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -250,8 +251,19 @@ class APILLMServing_request(LLMServingABC):
             key = os.environ.get(key_env) if key_env else None
             headers = {"Content-Type": "application/json"}
             if key:
+                _check_key(key, key_env)
                 headers["Authorization"] = f"Bearer {key}"
                 secrets.append(key)
+            url, userinfo = _split_userinfo(url)
+            if userinfo:  # user:password@host: sent as Basic auth; the URL used and shown has none
+                if key:
+                    raise ConfigError(f"{redact_url(url, userinfo)} carries credentials and ${key_env} is set "
+                                      "too: give the key in one of them")
+                import base64
+
+                basic = base64.b64encode(urllib.parse.unquote(userinfo).encode()).decode()
+                headers["Authorization"] = f"Basic {basic}"
+                secrets += [userinfo, urllib.parse.unquote(userinfo), basic]
             endpoints.append(_Endpoint(url=url, key_env=key_env, headers=headers,
                                        key_accepted=url in self._accepted_urls))
         return endpoints, secrets
@@ -286,7 +298,7 @@ class APILLMServing_request(LLMServingABC):
         return delay * (0.5 + self._rng.random() * 0.5)
 
     def __repr__(self) -> str:
-        urls = self.api_urls if len(self.api_urls) > 1 else self.api_url
+        urls = [redact_url(u) for u in self.api_urls] if len(self.api_urls) > 1 else redact_url(self.api_url)
         return f"APILLMServing_request(api_url={urls!r}, model_name={self.model_name!r}, max_workers={self.max_workers})"
 
 
@@ -338,7 +350,13 @@ class _BatchRun:
             job = await self.queue.get()
             if self.fatal is not None:  # the batch is stopping: send nothing more
                 return
-            attempt = await self.attempt(session, job)
+            try:
+                attempt = await self.attempt(session, job)
+            except Exception as exc:  # noqa: BLE001 - a bug or a refused request must end the batch, not hang it
+                self.fatal = ServingError(self.redact(
+                    f"the request could not be sent: {type(exc).__name__}: {_clip(self.redact(str(exc)), 300)}"))
+                self.finished.set()
+                return
             if attempt.result is not None:
                 self.finish(job, attempt.result)
                 continue
@@ -434,6 +452,8 @@ class _BatchRun:
             async with session.post(ep.url, data=job.body, headers=ep.headers) as resp:
                 status = resp.status
                 raw = await resp.read()
+                if self.secrets:  # redact before anything clips it: a cut key would show its prefix
+                    raw = self.redact_bytes(raw)
                 retry_after = _retry_after(resp.headers) if status in _RETRY_STATUSES else None
         except aiohttp.ConnectionTimeoutError:
             return self.connect_failed(ep, started, f"connection error: no connection to {ep.url} "
@@ -539,6 +559,12 @@ class _BatchRun:
                 text = text.replace(secret, "***")
         return text
 
+    def redact_bytes(self, raw: bytes) -> bytes:
+        for secret in self.secrets:
+            if secret:
+                raw = raw.replace(secret.encode("utf-8", "surrogateescape"), b"***")
+        return raw
+
 
 # -- helpers ----------------------------------------------------------------------------------------
 try:  # pragma: no cover - optional speed-up
@@ -631,6 +657,37 @@ def _short_body(raw: bytes, limit: int = 200) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _split_userinfo(url: str) -> tuple[str, str]:
+    """``(url without user:password@, the user:password part or "")``."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, ""
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    return urllib.parse.urlunsplit(parts._replace(netloc=hostport)), userinfo
+
+
+def redact_url(url: str, userinfo: str | None = None) -> str:
+    """``url`` fit to print: credentials in it (``user:password@``) become ``***@``."""
+    bare, found = _split_userinfo(url)
+    if not (userinfo or found):
+        return url
+    parts = urllib.parse.urlsplit(bare)
+    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc))
+
+
+def _check_key(key: str, key_env: str | None) -> None:
+    """A key that cannot go in an HTTP header is a ``ConfigError`` naming its variable (never
+    the key): a line break (a key file with CRLF line endings) or another control character."""
+    bad = next((ch for ch in key if ord(ch) < 32 or ord(ch) == 127), None)
+    if bad is not None:
+        what = {"\r": "a carriage return (\\r)", "\n": "a line break (\\n)"}.get(bad, f"a control character ({ord(bad):#04x})")
+        raise ConfigError(
+            f"the API key in ${key_env or 'the key variable'} contains {what}, which cannot be sent in an "
+            f"HTTP header (was it read from a file with Windows line endings?): strip it, e.g. "
+            f"export {key_env or 'DF_API_KEY'}=\"$(tr -d '\\r\\n' < keyfile)\""
+        )
 
 
 def _os_reason(exc: Exception) -> str:

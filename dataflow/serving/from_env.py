@@ -6,7 +6,8 @@
 - otherwise: ``LocalModelLLMServing``, the embedded llama.cpp model (``DF_LOCAL_MODEL`` picks
   another GGUF file; see ``dataflow.serving.model_files``).
 
-One line on stderr says which backend and model are used (never the key).
+One line on stderr says which backend and model are used (never the key, nor credentials in
+``DF_API_URL``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def serving_from_env(*, quiet: bool = False, **overrides: Any) -> LLMServingABC:
     an API endpoint)."""
     api_url = os.environ.get("DF_API_URL", "").strip()
     if api_url:
-        from .api_request import APILLMServing_request
+        from .api_request import APILLMServing_request, redact_url
 
         model = overrides.pop("model_name", None) or os.environ.get("DF_MODEL", "").strip()
         if not model:
@@ -50,7 +51,7 @@ def serving_from_env(*, quiet: bool = False, **overrides: Any) -> LLMServingABC:
         kwargs.setdefault("key_name_of_api_key", "DF_API_KEY")
         url = chat_completions_url(api_url)
         serving: LLMServingABC = APILLMServing_request(api_url=url, model_name=model, **kwargs)
-        line = f"dataflow: LLM backend = OpenAI-compatible API {url}, model {model}"
+        line = f"dataflow: LLM backend = OpenAI-compatible API {redact_url(url)}, model {model}"
     else:
         from .local_model import LocalModelLLMServing
 
