@@ -1,9 +1,13 @@
 """Stage 2, ``ExecutionChecker``: run each call against real Python functions in a sandbox.
 
-``Sandbox`` keeps one worker process (``_sandbox_worker.py``, started with ``subprocess`` in a
-fresh temporary folder, its address space capped with ``RLIMIT_AS``). Each call is sent as JSON
-and answered as JSON; the function is called with keyword arguments, arguments are never
-``eval()``-ed. A call that exceeds ``timeout`` seconds has its worker killed; a worker that dies
+``Sandbox`` keeps one worker (``_sandbox_worker.py``, started with ``subprocess`` in a fresh
+temporary folder): a supervisor that never imports the tools module, and under it the tool
+process that runs the functions (its address space capped with ``RLIMIT_AS``). Each call is sent
+as JSON with an id and answered as JSON; the function is called with keyword arguments, arguments
+are never ``eval()``-ed. The tool process cannot write the pipe this process reads: the
+supervisor passes on one checked reply per call (matching id, bounded size, result and error
+text cut), and this process checks again (one line per call, same id, bounded size), so a tool
+that writes stray or forged lines fails its own call and never shifts another row's result. A call that exceeds ``timeout`` seconds has its worker killed; a worker that dies
 (a crash, ``os._exit``, a signal, a ``MemoryError``) fails that call with the reason. Either way
 the next call gets a fresh worker, so one bad function never takes the run down.
 
@@ -39,6 +43,16 @@ from ...core import OperatorABC, RowOutcome, RunReport, merge_row
 from ...core.errors import ConfigError, ToolSpecError
 
 WORKER = Path(__file__).with_name("_sandbox_worker.py")
+ERROR_CHARS = 500  # error text from the worker is cut to this (as the worker cuts it)
+_SPECS_LIMIT = 8 << 20  # bytes of a first line or specs reply
+
+
+class _TooLong(Exception):
+    """The worker sent more than a reply may hold."""
+
+
+def _cut(text: str, limit: int = ERROR_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 #: environment variables a worker inherits (plus ``LC_*``); everything else is left behind
 ENV_ALLOWED = frozenset({"PATH", "LANG", "LANGUAGE", "TZ"})
@@ -108,6 +122,7 @@ class Sandbox:
         self._workdir: str | None = None
         self._buffer = b""
         self._eof = False
+        self._next_id = 0
 
     # -- public -----------------------------------------------------------------------------------
     def specs(self) -> list[dict]:
@@ -118,11 +133,12 @@ class Sandbox:
             raise ToolSpecError(self.module_path, str(exc)) from None
         try:
             assert proc.stdin is not None
-            proc.stdin.write(b'{"op": "specs"}\n')
+            self._next_id += 1
+            proc.stdin.write(json.dumps({"id": self._next_id, "op": "specs"}).encode() + b"\n")
             proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise ToolSpecError(self.module_path, self._died("the worker died before the call")) from None
-        reply = self._read_line(self.timeout)
+        reply = self._read_line(self.timeout, limit=_SPECS_LIMIT)
         if reply is None:
             what = self._died("deriving the tool specs") if self._eof or proc.poll() is not None else \
                 f"deriving the tool specs took more than {self.timeout:g}s"
@@ -132,7 +148,7 @@ class Sandbox:
             message = json.loads(reply)
         except json.JSONDecodeError:
             message = {}
-        if not isinstance(message, dict) or not message.get("ok"):
+        if not isinstance(message, dict) or message.get("id") != self._next_id or not message.get("ok"):
             error = message.get("error") if isinstance(message, dict) else None
             self._kill()
             error = str(error or "the worker sent an unreadable reply")
@@ -147,8 +163,9 @@ class Sandbox:
         """``{"ok": True, "result": ..., "truncated": bool}`` or ``{"ok": False, "error": str}``."""
         if not isinstance(arguments, dict):
             return {"ok": False, "error": "TypeError: arguments must be a JSON object"}
+        self._next_id += 1  # each call has its own id: a reply to another call is never taken for it
         try:
-            line = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "\n"
+            line = json.dumps({"id": self._next_id, "name": name, "arguments": arguments}, ensure_ascii=False) + "\n"
         except (TypeError, ValueError) as exc:
             return {"ok": False, "error": f"TypeError: arguments are not JSON: {exc}"}
         proc = self._ensure()
@@ -158,7 +175,11 @@ class Sandbox:
             proc.stdin.flush()
         except (BrokenPipeError, OSError):
             return {"ok": False, "error": self._died("the worker died before the call")}
-        reply = self._read_line(self.timeout)
+        try:
+            reply = self._read_line(self.timeout, limit=6 * self.max_result_chars + 65536)
+        except _TooLong:
+            self._kill()
+            return {"ok": False, "error": "ProtocolError: the worker sent a reply larger than the result limit"}
         if reply is None:
             if not self._eof and proc.poll() is None:
                 self._kill()
@@ -167,12 +188,19 @@ class Sandbox:
         try:
             message = json.loads(reply)
         except json.JSONDecodeError:
-            self._kill()
-            return {"ok": False, "error": "ProtocolError: the worker sent an unreadable reply"}
+            message = None
+        if (not isinstance(message, dict) or message.get("id") != self._next_id
+                or not isinstance(message.get("ok"), bool) or self._buffer):
+            self._kill()  # never let a stray or forged line answer a later call
+            return {"ok": False, "error": "ProtocolError: the worker sent an unreadable or unexpected reply"}
         if message.get("restart"):
             self._kill()
-        message.pop("restart", None)
-        return message
+        if message["ok"]:
+            answer = {"ok": True, "result": message.get("result"), "truncated": message.get("truncated") is True}
+        else:
+            error = message.get("error")
+            answer = {"ok": False, "error": _cut(error) if isinstance(error, str) else "Error: (no error text)"}
+        return answer
 
     def close(self) -> None:
         self._kill()
@@ -208,24 +236,36 @@ class Sandbox:
             start_new_session=True,
         )
         self._buffer = b""
-        ready = self._read_line(self.startup_timeout)
+        try:
+            ready = self._read_line(self.startup_timeout, limit=_SPECS_LIMIT)
+        except _TooLong:
+            ready = "{}"
         if ready is None:
             reason = self._died("the worker did not start")
             raise ConfigError(f"cannot start the execution sandbox for {self.module_path}: {reason}")
-        hello = json.loads(ready)
-        if not hello.get("ready"):
+        try:
+            hello = json.loads(ready)
+        except json.JSONDecodeError:
+            hello = {}
+        if not isinstance(hello, dict) or not hello.get("ready"):
             self._kill()
-            raise ConfigError(f"importing tools module {self.module_path} failed: {hello.get('error')}")
-        self.functions = hello.get("functions", [])
+            error = hello.get("error") if isinstance(hello, dict) else None
+            raise ConfigError(f"importing tools module {self.module_path} failed: "
+                              f"{_cut(error) if isinstance(error, str) else 'the worker sent an unreadable reply'}")
+        self.functions = [f for f in hello.get("functions") or [] if isinstance(f, str)]
         return self._proc
 
-    def _read_line(self, timeout: float) -> str | None:
+    def _read_line(self, timeout: float, limit: int = _SPECS_LIMIT) -> str | None:
+        """One line from the worker within ``timeout`` (None: timed out or end of file);
+        ``_TooLong`` once more than ``limit`` bytes arrive without a line end."""
         proc = self._proc
         assert proc is not None and proc.stdout is not None
         fd = proc.stdout.fileno()
         deadline = time.monotonic() + timeout
         self._eof = False
         while b"\n" not in self._buffer:
+            if len(self._buffer) > limit:
+                raise _TooLong()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -238,6 +278,8 @@ class Sandbox:
                 return None
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
+        if len(line) > limit:
+            raise _TooLong()
         return line.decode("utf-8", errors="replace")
 
     def _died(self, what: str) -> str:
