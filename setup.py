@@ -20,6 +20,7 @@ setup(
     package_dir=SCAFFOLD,
     package_data={
         "dataflow.prompts": ["templates/*.j2"],
+        "dataflow.quality.calibration": ["*.jsonl", "*.json"],
         "dataflow._scaffold.api_pipelines": ["**/*"],
         "dataflow._scaffold.example_data": ["**/*"],
     },

@@ -281,13 +281,16 @@ def test_format_checker_drops_invented_argument_values_as_failed_grounding():
 
 def test_semantic_checker_boolean_verdict_and_failures():
     base = {"tools": TOOLS, "answers": [{"name": "prime_factors", "arguments": {"n": 12}}], "execution_results": [{"ok": True, "result": [2, 2, 3]}]}
-    replies = iter([{"thought": "fine", "passes": True}, {"thought": "wrong n", "passes": False},
-                    {"thought": "yes yes", "passes": "yes"}, "garbage"])
+    checks = {"asked": "factors of 12", "function_does": "prime factors", "function_fits": True, "values": "12: stated",
+              "values_in_question": True}
+    replies = iter([{**checks, "passes": True}, {**checks, "values_in_question": False, "passes": False},
+                    {**checks, "passes": "yes"}, "garbage"])
     serving = FakeLLMServing(lambda m, s: next(replies))
     rows = [dict(base, query=f"q{i}") for i in range(4)] + [dict(base, query="skip", execution_ok=False, execution_reason="boom")]
-    outcomes = SemanticChecker(serving).process_batch(rows)
+    outcomes = SemanticChecker(serving, judge_mode="enforce").process_batch(rows)
     assert outcomes[0].rows[0]["semantic_valid"] is True
-    assert outcomes[1].status == "filtered" and outcomes[1].reason == "failed_semantic: wrong n"
+    assert outcomes[1].status == "filtered" and outcomes[1].reason.startswith("failed_semantic: asked: factors of 12")
+    assert outcomes[1].reason.endswith("fails values_in_question, passes")
     assert outcomes[2].status == "failed" and outcomes[2].reason.startswith("invalid_reply")
     assert outcomes[3].status == "failed"
     assert outcomes[4].status == "filtered" and outcomes[4].reason.startswith("failed_execution")

@@ -149,10 +149,11 @@ def test_schema_is_sent_with_every_request():
 def test_composition_filter_drops_rejected_rows_by_problem():
     def judge(messages, schema):
         if "REJECT" in messages[-1]["content"]:
-            return {"reason": "Step 2 does not use step 1.", "problem": "steps_unrelated"}
+            return {"checks": "Step 2 is about something else.", "reason": "Step 2 does not use step 1.",
+                    "problem": "steps_unrelated"}
         return button_responder(messages, schema)
 
-    outcomes = CompositionTaskFilter(llm_serving=FakeLLMServing(judge)).process_batch(
+    outcomes = CompositionTaskFilter(llm_serving=FakeLLMServing(judge), judge_mode="enforce").process_batch(
         [base_row("ok"), base_row("REJECT")], input_sub_tasks_keys=["atom_task", "parallel_task", "subsequent_task"]
     )
     assert outcomes[0].status == "ok" and outcomes[0].rows[0]["composition_verdict"] == "accept"
@@ -647,13 +648,13 @@ def test_run_missing_column_errors_before_any_llm_call(tmp_path):
 def test_filter_run_counts_rejections_by_problem(tmp_path):
     def judge(messages, schema):
         if "REJECT" in messages[-1]["content"]:
-            return {"reason": "Missing a step.", "problem": "missing_step"}
+            return {"checks": "Nothing books the hotel.", "reason": "Missing a step.", "problem": "missing_step"}
         return button_responder(messages, schema)
 
     rows = [{k: v for k, v in base_row(tag).items() if k in ("composition_task", "atom_task", "subsequent_task")}
             for tag in ("a", "REJECT", "REJECT")]
     storage = _storage(tmp_path, rows)
-    report = CompositionTaskFilter(llm_serving=FakeLLMServing(judge)).run(storage.step())
+    report = CompositionTaskFilter(llm_serving=FakeLLMServing(judge), judge_mode="enforce").run(storage.step())
     assert report.filtered_by_reason == {"rejected_missing_step": 2} and report.rows_out == 1
 
 

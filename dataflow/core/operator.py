@@ -39,10 +39,20 @@ class RowOutcome:
     status: str
     rows: list[dict] = field(default_factory=list)
     reason: str | None = None
+    #: a kept row's reason an LLM judge would have dropped it for, when that judge's verdict is
+    #: only advisory (not calibrated on the model); counted in ``RunReport.advisory_by_reason``
+    advisory: str | None = None
 
     @classmethod
     def keep(cls, *rows: dict) -> "RowOutcome":
         return cls(OK, list(rows))
+
+    @classmethod
+    def keep_advisory(cls, row: dict, reason: str) -> "RowOutcome":
+        """Kept although a judge rejected it (``reason``), because the judge is only advisory."""
+        if not reason:
+            raise ValueError("an advisory rejection needs a reason")
+        return cls(OK, [row], advisory=reason)
 
     @classmethod
     def keep_many(cls, rows: Iterable[dict]) -> "RowOutcome":
@@ -76,6 +86,8 @@ class RunReport:
     filtered: int = 0
     failed_by_reason: dict[str, int] = field(default_factory=dict)
     filtered_by_reason: dict[str, int] = field(default_factory=dict)
+    #: kept rows an advisory judge rejected, by reason code (they are also counted in ``kept``)
+    advisory_by_reason: dict[str, int] = field(default_factory=dict)
     llm: dict[str, int] = field(default_factory=dict)
     reused: bool = False
     seconds: float = 0.0
@@ -86,6 +98,9 @@ class RunReport:
             parts.append(f"{self.failed} failed ({_fmt_counts(self.failed_by_reason)})")
         if self.filtered:
             parts.append(f"{self.filtered} filtered ({_fmt_counts(self.filtered_by_reason)})")
+        if self.advisory_by_reason:
+            parts.append(f"{sum(self.advisory_by_reason.values())} kept despite an advisory judge's "
+                         f"rejection ({_fmt_counts(self.advisory_by_reason)})")
         if self.reused:
             parts.append("reused finished step, 0 LLM calls")
         elif self.llm:
@@ -240,6 +255,7 @@ class OperatorABC(abc.ABC):
                 filtered=counts.get("filtered", 0),
                 failed_by_reason=counts.get("failed_by_reason", {}),
                 filtered_by_reason=counts.get("filtered_by_reason", {}),
+                advisory_by_reason=counts.get("advisory_by_reason", {}),
                 reused=True,
                 seconds=time.perf_counter() - started,
             )
@@ -257,11 +273,14 @@ class OperatorABC(abc.ABC):
         rejected: list[dict] = []
         failed_by: Counter[str] = Counter()
         filtered_by: Counter[str] = Counter()
+        advisory_by: Counter[str] = Counter()
         kept = 0
         for index, (row, outcome) in enumerate(zip(rows, outcomes)):
             if outcome.status == OK:
                 kept += 1
                 kept_rows.extend(outcome.rows)
+                if outcome.advisory:
+                    advisory_by[reason_code(outcome.advisory)] += 1
                 continue
             code = reason_code(outcome.reason or "unknown")
             (failed_by if outcome.status == FAILED else filtered_by)[code] += 1
@@ -290,11 +309,13 @@ class OperatorABC(abc.ABC):
             filtered=sum(filtered_by.values()),
             failed_by_reason=dict(failed_by),
             filtered_by_reason=dict(filtered_by),
+            advisory_by_reason=dict(advisory_by),
             llm=llm_delta,
         )
         manifest["counts"] = {
             k: getattr(report, k)
-            for k in ("rows_in", "rows_out", "kept", "failed", "filtered", "failed_by_reason", "filtered_by_reason")
+            for k in ("rows_in", "rows_out", "kept", "failed", "filtered", "failed_by_reason", "filtered_by_reason",
+                      "advisory_by_reason")
         }
         manifest["llm"] = llm_delta
         storage.write(kept_rows, columns=out_columns, manifest=manifest, rejected=rejected)

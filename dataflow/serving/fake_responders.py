@@ -89,7 +89,8 @@ def _paraseq(system: str, user: str, schema: dict) -> dict:
 
 
 def _verdict(system: str, user: str, schema: dict) -> dict:
-    return {"reason": "The sub-tasks, done in order, complete the composed task.", "problem": "none"}
+    return {"checks": "Each sub-task is a distinct function call; the later ones use earlier results.",
+            "reason": "The sub-tasks, done in order, complete the composed task.", "problem": "none"}
 
 
 _VERBS = ("find", "check", "summarize", "compare", "book", "list", "rate", "plan")
@@ -228,7 +229,8 @@ def _tool_result(system: str, user: str, schema: dict) -> dict:
 
 def _quality(system: str, user: str, schema: dict) -> dict:
     calls = user.count("ASSISTANT CALLS:")
-    return {"explanation": f"The assistant made {calls} valid tool call(s) and answered.", "score": 4 if calls else 2}
+    return {"explanation": f"The assistant made {calls} valid tool call(s) and answered.", "calls_fit": bool(calls),
+            "values_from_conversation": True, "answer_matches_results": True, "score": 4 if calls else 2}
 
 
 _HANDLERS: dict[str, Callable[[str, str, dict], dict]] = {

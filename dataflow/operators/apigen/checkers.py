@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, StrictBool
+from pydantic import BaseModel, ConfigDict, StrictBool
 
-from ...core import OperatorABC, RowOutcome, RunReport, merge_row, parse_reply, schema_for
+from ...core import OperatorABC, RowOutcome, RunReport, merge_row
 from ...core.errors import ToolSpecError
+from ..conversations._base import Text
+from ..judges import LLMJudge, Tally, with_tally
 
 
 def _fixed_tools(tools: Any) -> Any:
@@ -113,24 +115,52 @@ class FormatChecker(OperatorABC):
 
 
 class SemanticVerdict(BaseModel):
-    thought: str
-    passes: StrictBool  # "yes" is not a verdict
+    """The judge's reply: the checks a small model can do, each written before the verdict that
+    depends on it (the schema keeps this order). The row passes only when every check passes."""
+
+    model_config = ConfigDict(extra="forbid")
+    asked: Text(100, 2)  # what the query asks for
+    function_does: Text(100, 2)  # what the called function does, from its description
+    function_fits: StrictBool  # "yes" is not a verdict
+    values: Text(200, 1)  # each argument value, and whether the query states it
+    values_in_question: StrictBool
+    passes: StrictBool  # every check true and every result answers the query
+
+    @property
+    def accepts(self) -> bool:
+        return self.function_fits and self.values_in_question and self.passes
+
+    def thought(self) -> str:
+        """The checks as one line, for the ``semantic_thought`` column."""
+        failed = [name for name in ("function_fits", "values_in_question", "passes") if not getattr(self, name)]
+        verdict = f"fails {', '.join(failed)}" if failed else "passes"
+        return f"asked: {self.asked}; function does: {self.function_does}; values: {self.values}; {verdict}"
 
 
-class SemanticChecker(OperatorABC):
-    """Stage 3: an LLM judge sees the tools, query, calls and execution results and answers
-    ``{"thought", "passes"}`` (a boolean, through a JSON schema). Rows whose execution failed
+class SemanticChecker(LLMJudge, OperatorABC):
+    """Stage 3: an LLM judge reads the query, each call (with its function's description and its
+    execution result) and the other available functions, and answers the checks of
+    ``SemanticVerdict`` (does the function give what was asked; does the query state every argument
+    value; does the result answer it), then its verdict. Rows whose execution failed
     (``input_execution_ok_key`` is ``False``) are not judged, and dropped as ``failed_execution``,
-    unless ``check_failed_execution=True``."""
+    unless ``check_failed_execution=True``.
+
+    ``n_votes``: independent judge samples per row, kept on a strict majority (see
+    ``dataflow.operators.judges``); ``judge_mode``: ``"auto"`` keeps rows the judge rejects, with
+    ``semantic_valid=False``, when the judge is not calibrated on the model; ``"enforce"`` drops
+    them. Output: ``semantic_valid`` (bool) and ``semantic_thought`` (the checks, the vote count,
+    and ``advisory:`` when the rejection was not enforced)."""
 
     prompt_names = ("apigen_semantic_checker",)
 
     def __init__(self, llm_serving: Any = None, keep_failed: bool = False, check_failed_execution: bool = False,
-                 max_result_chars: int = 1500, prompt_template: Any = None):
+                 max_result_chars: int = 1500, prompt_template: Any = None, *, n_votes: int = 1,
+                 judge_mode: str = "auto"):
         super().__init__(llm_serving, prompt_template)
         self.keep_failed = keep_failed
         self.check_failed_execution = check_failed_execution
         self.max_result_chars = max_result_chars
+        self._init_judge(n_votes, judge_mode)
 
     def run(self, storage: Any, input_query_key: str = "query", input_answers_key: str = "answers",
             input_tools_key: str = "tools", input_results_key: str | None = "execution_results",
@@ -139,6 +169,8 @@ class SemanticChecker(OperatorABC):
         columns = storage.read_columns()
         results_key = input_results_key if input_results_key in columns else None
         ok_key = input_execution_ok_key if input_execution_ok_key in columns else None
+        if not self.keep_failed:
+            self.announce_calibration()
         return self._run_step(
             storage,
             inputs={"input_query_key": input_query_key, "input_answers_key": input_answers_key,
@@ -146,7 +178,7 @@ class SemanticChecker(OperatorABC):
                     "input_execution_ok_key": ok_key},
             outputs={"output_key": output_key, "output_thought_key": output_thought_key},
             params={"keep_failed": self.keep_failed, "check_failed_execution": self.check_failed_execution,
-                    "max_result_chars": self.max_result_chars},
+                    "max_result_chars": self.max_result_chars, **self.judge_params()},
             batch_fn=lambda rows: self.process_batch(rows, input_query_key, input_answers_key, input_tools_key,
                                                      results_key, ok_key, output_key, output_thought_key),
         )
@@ -155,47 +187,63 @@ class SemanticChecker(OperatorABC):
                       input_tools_key: str = "tools", input_results_key: str | None = "execution_results",
                       input_execution_ok_key: str | None = "execution_ok", output_key: str = "semantic_valid",
                       output_thought_key: str = "semantic_thought") -> list[RowOutcome]:
-        import json
-
         from ...tools.spec import normalize_tools
+        from ..conversations._base import InvalidInput
         from ..formats.convert import calls_of
 
-        serving = self.require_llm()
-        outcomes: list[RowOutcome | None] = []
-        conversations = []
-        for row in rows:
-            if input_execution_ok_key and row.get(input_execution_ok_key) is False and not self.check_failed_execution:
-                outcomes.append(RowOutcome.drop(f"failed_execution: not judged ({row.get('execution_reason', '')})"))
-                continue
+        def prompt(row: dict) -> tuple[str, str]:
             try:
                 tools = normalize_tools(row.get(input_tools_key), allow_dots=True)
                 calls = calls_of(row.get(input_answers_key))
             except Exception as exc:
-                outcomes.append(RowOutcome.fail(f"invalid_row: {exc}"))
-                continue
+                raise InvalidInput(f"invalid_row: {exc}") from None
             results = row.get(input_results_key) if input_results_key else None
-            if results is not None:
-                text = json.dumps(results, ensure_ascii=False, default=str)
-                if len(text) > self.max_result_chars:
-                    results = text[: self.max_result_chars] + "... (truncated)"
-            system, user = self.render(tools=tools, query=row.get(input_query_key, ""), calls=calls, results=results)
-            conversations.append(([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}])
-            outcomes.append(None)
-        replies = iter(serving.generate_from_conversations(conversations, json_schema=schema_for(SemanticVerdict))
-                       if conversations else [])
-        final = []
-        for row, outcome in zip(rows, outcomes):
-            if outcome is not None:
-                final.append(outcome)
-                continue
-            parsed = parse_reply(next(replies), SemanticVerdict)
-            if not parsed.ok:
-                final.append(RowOutcome.fail(parsed.reason or "invalid_reply"))
-                continue
-            verdict: SemanticVerdict = parsed.value  # type: ignore[assignment]
-            thought = verdict.thought.strip()
-            if not verdict.passes and not self.keep_failed:
-                final.append(RowOutcome.drop(f"failed_semantic: {thought or 'the judge did not pass it'}"))
-                continue
-            final.append(RowOutcome.keep(merge_row(row, **{output_key: verdict.passes, output_thought_key: thought})))
-        return final
+            return self.render(**_prompt_variables(row.get(input_query_key, ""), tools, calls, results,
+                                                   self.max_result_chars))
+
+        def on_accept(row: dict, counted: Tally, yes: list) -> RowOutcome:
+            thought = with_tally(yes[0].thought(), counted)
+            return RowOutcome.keep(merge_row(row, **{output_key: True, output_thought_key: thought}))
+
+        def on_reject(row: dict, counted: Tally, no: list, enforced: bool) -> RowOutcome:
+            thought = with_tally(no[0].thought(), counted)
+            if self.keep_failed:
+                return RowOutcome.keep(merge_row(row, **{output_key: False, output_thought_key: thought}))
+            kept = merge_row(row, **{output_key: False, output_thought_key: f"advisory: {thought}"})
+            return self.reject(kept, f"failed_semantic: {thought}", enforced)
+
+        outcomes: list[RowOutcome | None] = [None] * len(rows)
+        judged = []
+        for i, row in enumerate(rows):
+            if input_execution_ok_key and row.get(input_execution_ok_key) is False and not self.check_failed_execution:
+                outcomes[i] = RowOutcome.drop(f"failed_execution: not judged ({row.get('execution_reason', '')})")
+            else:
+                judged.append(i)
+        verdicts = self.judge_round([rows[i] for i in judged], prompt, SemanticVerdict,
+                                    lambda verdict: verdict.accepts, on_accept, on_reject)
+        for i, outcome in zip(judged, verdicts):
+            outcomes[i] = outcome
+        return outcomes  # type: ignore[return-value]
+
+
+def _prompt_variables(query: Any, tools: list[dict], calls: list[dict], results: Any, max_chars: int) -> dict:
+    """The template's variables: each call with its function's description and its result (the
+    function's output, or its error: never the harness fields), and the functions not called."""
+    import json
+
+    described = {t["function"]["name"]: t["function"].get("description", "") for t in tools}
+    results = results if isinstance(results, list) and len(results) == len(calls) else None
+    shown = []
+    for index, call in enumerate(calls):
+        entry: dict[str, Any] = {"name": call["name"], "arguments": call.get("arguments") or {},
+                                 "description": described.get(call["name"], "(not a listed function)")}
+        if results is not None:
+            result = results[index]
+            if isinstance(result, dict) and "ok" in result:
+                result = result.get("result") if result.get("ok") else {"error": result.get("error")}
+            text = json.dumps(result, ensure_ascii=False, default=str)
+            entry["result"] = result if len(text) <= max_chars else text[:max_chars] + "... (cut)"
+        shown.append(entry)
+    called = {c["name"] for c in calls}
+    others = [{"name": name, "description": text} for name, text in described.items() if name not in called]
+    return {"query": query, "calls": shown, "other_tools": others}
