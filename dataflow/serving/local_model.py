@@ -153,14 +153,15 @@ class LocalModelLLMServing(APILLMServing_request):
         )
 
     # -- hooks into the HTTP client ------------------------------------------------------------
-    def _generate(self, conversations: list[Conversation], schemas: list[dict | None]) -> list[LLMResult]:
+    def _generate_with_options(self, conversations: list[Conversation], schemas: list[dict | None],
+                               options: list[dict | None]) -> list[LLMResult]:
         try:
-            return super()._generate(conversations, schemas)
+            return super()._generate_with_options(conversations, schemas, options)
         except ServingError:
             # the server died mid-batch: finished replies are cached; restart once and resume
             if self._server is None or self._server.crashed is None:
                 raise
-            return super()._generate(conversations, schemas)
+            return super()._generate_with_options(conversations, schemas, options)
 
     def _before_send(self) -> None:
         # Called only when some request missed the cache: a fully cached rerun starts no server.
