@@ -17,6 +17,7 @@ relative to this file. Rerunning reuses every finished step and cached LLM respo
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -41,7 +42,8 @@ from dataflow.utils.storage import FileStorage
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_INPUT = HERE.parent / "example_data" / "FuncCallPipeline" / "chat_data.jsonl"
-DEFAULT_CACHE = HERE / "cache"
+DEFAULT_CACHE = HERE / "cache" / "func_call"  # this pipeline's own step files and LLM cache
+DEFAULT_OUT = HERE / "output"  # exports, apart from the cache: clearing the cache keeps them
 SUB_TASKS = ["atom_task", "parallel_task", "subsequent_task"]
 
 
@@ -124,7 +126,12 @@ def print_summary(pipeline: FuncCallPipeline, rows: list[dict], out_dir: Path) -
     for fmt, path in result.paths.items():
         print(f"  {fmt}: {path}")
     if result.skipped:
-        print("  skipped (invalid): " + ", ".join(f"{k}: {v}" for k, v in result.skipped.items()))
+        print("  skipped (flagged): " + ", ".join(f"{k}: {v}" for k, v in result.skipped.items()))
+    if result.written:
+        exported = [json.loads(line) for line in Path(result.paths["openai"]).read_text(encoding="utf-8").splitlines()]
+        users = [sum(m["role"] == "user" for m in r["messages"]) for r in exported]
+        calls = [sum(bool(m.get("tool_calls")) for m in r["messages"]) for r in exported]
+        print(f"  user turns per conversation: {users}; assistant turns with tool calls: {calls}")
     if rows:
         print("\n--- Example conversation ---")
         print(chat_to_transcript(rows[0].get("conversations"), max_chars=3000))
@@ -135,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=4, help="use the first N input rows (0: all); default 4")
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="chat data (glaive system/chat JSONL)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="step files and LLM cache")
-    parser.add_argument("--out-dir", type=Path, default=None, help="exported files (default: <cache-dir>/export)")
+    parser.add_argument("--out-dir", type=Path, default=None,
+                        help="exported files (default: output/func_call_<N>rows, one folder per --rows)")
     parser.add_argument("--evaluate", action="store_true", help="also score each conversation 1-5")
     args = parser.parse_args(argv)
 
@@ -145,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pipeline = FuncCallPipeline(str(first_entry), str(cache_dir), serving, evaluate=args.evaluate)
         pipeline.run()
-        print_summary(pipeline, pipeline.final_rows(), (args.out_dir or cache_dir / "export").resolve())
+        out_dir = args.out_dir or DEFAULT_OUT / f"func_call_{args.rows or 'all'}rows"
+        print_summary(pipeline, pipeline.final_rows(), out_dir.resolve())
     finally:
         serving.close()
     return 0

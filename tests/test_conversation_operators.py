@@ -712,3 +712,23 @@ def test_sequential_follow_up_that_restates_task_a_is_reasked():
     (outcome,) = SequentialTaskGenerator(llm_serving=serving).process_batch([{"atom_task": "Convert 250 USD to EUR."}])
     assert outcome.status == "ok" and outcome.rows[0]["subsequent_task"].startswith("Split")
     assert "restated_task" in serving.calls[1][0][-1]["content"]
+
+
+def test_scenario_prompt_keeps_the_user_request_after_a_long_tool_list():
+    """A Hermes-style chat opens with a long system text (the tool list); the user's request must
+    still reach the prompt, first, within max_chat_chars."""
+    tools = "You have these tools: " + " ".join(f'{{"name": "tool_{i}", "description": "does thing {i}"}}' for i in range(80))
+    chat = [{"role": "system", "content": tools}, {"role": "user", "content": "Book a table for 4 at Nopa at 7pm"},
+            {"role": "assistant", "content": "Booked."}]
+    serving = FakeLLMServing(button_responder)
+    (outcome,) = ScenarioExtractor(llm_serving=serving, max_chat_chars=600).process_batch([{"chat": chat}])
+    assert outcome.status == "ok"
+    (messages, _), = serving.calls
+    prompt = messages[-1]["content"]
+    assert "Book a table for 4 at Nopa at 7pm" in prompt
+    assert prompt.index("Book a table") < prompt.index("tool_0")
+    assert len(prompt) < 600 + 200  # the budget holds, the template's own words aside
+
+    no_user = [{"role": "system", "content": tools}, {"role": "assistant", "content": "Hello"}]
+    (outcome,) = ScenarioExtractor(llm_serving=serving).process_batch([{"chat": no_user}])
+    assert outcome.status == "failed" and outcome.reason.startswith("invalid_input: the chat has no user turn")

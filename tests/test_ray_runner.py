@@ -72,7 +72,9 @@ def _step_files(cache: Path) -> dict[str, str]:
 @pytest.mark.timeout(240)
 def test_multi_turn_pipeline_same_rows_as_local_and_runners_resume_each_other(tmp_path, local_ray, pipelines):
     fc, _ = pipelines
-    data = ROOT / "example_data" / "FuncCallPipeline" / "chat_data.jsonl"
+    source = ROOT / "example_data" / "FuncCallPipeline" / "chat_data.jsonl"
+    data = tmp_path / "chat_data_24.jsonl"  # the first 24 rows: three batches of 8
+    data.write_text("".join(source.read_text(encoding="utf-8").splitlines(keepends=True)[:24]), encoding="utf-8")
     with FakeOpenAIServer(responder=BUTTON) as server:
         def run(cache: Path, runner=None):
             serving = _serving(server)
