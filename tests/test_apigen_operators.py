@@ -91,6 +91,24 @@ def test_generator_one_row_per_pair_native_types_and_personas():
     assert len(serving.calls) == 2
 
 
+def test_generator_schema_holds_the_reply_to_the_rows_tools_pair_count_and_style():
+    serving = FakeLLMServing(apigen_responder)
+    gen = APIGenGenerator(serving, num_pairs=2, styles={"parallel": 1}, irrelevance_rate=0.0)
+    gen.process_batch([{"tools": [BY_NAME["convert_currency"], BY_NAME["prime_factors"]], "examples": []}])
+    schema = serving.calls[0][1]
+    pairs = schema["properties"]["pairs"]
+    assert (pairs["minItems"], pairs["maxItems"]) == (2, 2)
+    answers = pairs["items"]["properties"]["answers"]
+    assert (answers["minItems"], answers["maxItems"]) == (2, 4)
+    variants = answers["items"]["anyOf"]
+    assert [v["properties"]["name"]["const"] for v in variants] == ["convert_currency", "prime_factors"]
+    assert variants[1]["properties"]["arguments"]["required"] == ["n"]
+    from dataflow.operators.apigen.generator import pairs_schema
+
+    none = pairs_schema([BY_NAME["prime_factors"]], 1, "irrelevance")["properties"]["pairs"]["items"]["properties"]["answers"]
+    assert none["maxItems"] == 0
+
+
 def test_generator_malformed_missing_and_failed_replies_fail_the_row_with_reason():
     replies = iter(["not json at all", {"pairs": []}, {"wrong": 1}, LLMResult.failure("HTTP 500: boom"),
                     {"pairs": [{"query": "Factorise 12?", "answers": [{"name": "prime_factors", "arguments": {"n": 12}}]}]}])

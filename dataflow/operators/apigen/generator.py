@@ -182,7 +182,11 @@ class APIGenGenerator(StructuredLLMOperator):
             return RowOutcome.keep_many(rows_out)
 
         asked_rows = [rows[i] for i in asked]
-        results = self.structured_round(asked_rows, variables, GeneratedPairs, finish,
+        def row_schema(row: dict) -> dict:
+            plan = by_id[id(row)]
+            return pairs_schema(plan["tools"], plan["num_pairs"], plan["style"])
+
+        results = self.structured_round(asked_rows, variables, GeneratedPairs, finish, row_schema=row_schema,
                                         max_reasks=self.max_reasks) if asked_rows else []
         for i, outcome in zip(asked, results):
             kept_before = first_good.get(id(rows[i]))
@@ -238,6 +242,30 @@ class APIGenGenerator(StructuredLLMOperator):
             style = rng.choices(list(allowed), weights=list(allowed.values()))[0]
         persona = {"tone": rng.choice(self.tones), "role": rng.choice(self.roles)} if self.tones and self.roles else {}
         return {"style": style, "persona": persona, "num_pairs": _draw_num_pairs(self.num_pairs, rng)}
+
+
+#: how many calls a pair of each style has (the decoding schema holds the model to it)
+CALLS_PER_STYLE = {"simple": (1, 1), "multiple": (1, 1), "parallel": (2, 4), "parallel_multiple": (2, 4),
+                   "irrelevance": (0, 0)}
+QUERY_CHARS = 400
+
+
+def pairs_schema(tools: list[dict], num_pairs: int, style: str) -> dict:
+    """The JSON schema sent for one row: exactly ``num_pairs`` pairs, each a query and then as
+    many calls as ``style`` asks, every call naming one of ``tools`` with that tool's own
+    parameters (as the multi-turn assistant's calls are decoded). ``GeneratedPairs`` still
+    validates the reply, and ``FormatChecker`` every call."""
+    from ..conversations.multi_turn import assistant_reply_schema
+
+    low, high = CALLS_PER_STYLE[style]
+    call = assistant_reply_schema(tools, 1)["properties"]["tool_calls"]["items"]
+    answers: dict[str, Any] = {"type": "array", "minItems": low, "maxItems": high, "items": call}
+    pair = {"type": "object", "properties": {"query": {"type": "string", "minLength": 10, "maxLength": QUERY_CHARS},
+                                             "answers": answers},
+            "required": ["query", "answers"], "additionalProperties": False}
+    return {"title": GeneratedPairs.__name__, "type": "object",
+            "properties": {"pairs": {"type": "array", "minItems": num_pairs, "maxItems": num_pairs, "items": pair}},
+            "required": ["pairs"], "additionalProperties": False}
 
 
 def _style_weights(styles: Any) -> dict[str, float]:
