@@ -147,18 +147,19 @@ class APIGenGenerator(StructuredLLMOperator):
                 continue
             examples = (row.get(input_examples_key) if input_examples_key else None) or []
             plans[index] = {**self._plan(row, tools, index), "tools": tools, "examples": examples}
-        asked = sorted(plans)
-        by_id = {id(rows[i]): plans[i] for i in asked}
-        first_good: dict[int, list[dict]] = {}  # id(row) -> good pairs of the first reply
+        # structured_round sees one ticket per row to ask (a row object may appear twice in a table)
+        tickets = [{"index": i} for i in sorted(plans)]
+        first_good: dict[int, list[dict]] = {}  # row index -> good pairs of the first reply
 
-        def variables(row: dict) -> dict:
-            plan = by_id[id(row)]
+        def variables(ticket: dict) -> dict:
+            plan = plans[ticket["index"]]
             return {"tools": plan["tools"], "examples": plan["examples"], "num_pairs": plan["num_pairs"],
                     "style": plan["style"], "style_instruction": STYLE_INSTRUCTIONS[plan["style"]],
                     "persona": plan["persona"]}
 
-        def finish(row: dict, reply: GeneratedPairs) -> RowOutcome:
-            plan = by_id[id(row)]
+        def finish(ticket: dict, reply: GeneratedPairs) -> RowOutcome:
+            index = ticket["index"]
+            row, plan = rows[index], plans[index]
             pairs = [p for p in reply.pairs if p.query.strip()][: plan["num_pairs"]]
             if not pairs:
                 return RowOutcome.fail("invalid_reply: the reply has no query/answer pair")
@@ -172,27 +173,26 @@ class APIGenGenerator(StructuredLLMOperator):
                 out.append((out_row, problem))
                 if problem:
                     problems.append(f"pair {number}: {problem}.")
-            earlier = first_good.pop(id(row), None)
+            earlier = first_good.pop(index, None)
             rows_out = (earlier or []) + [r for r, _ in out]
             if problems and earlier is None and self.max_reasks > 0:
-                first_good[id(row)] = [r for r, problem in out if not problem]
+                first_good[index] = [r for r, problem in out if not problem]
                 self.reasked += 1
                 raise Reask(" ".join(problems) + " Write new queries in your own words, with new values, and"
                             " state in each query every value its calls use.", RowOutcome.keep_many(rows_out))
             return RowOutcome.keep_many(rows_out)
 
-        asked_rows = [rows[i] for i in asked]
-        def row_schema(row: dict) -> dict:
-            plan = by_id[id(row)]
+        def row_schema(ticket: dict) -> dict:
+            plan = plans[ticket["index"]]
             return pairs_schema(plan["tools"], plan["num_pairs"], plan["style"])
 
-        results = self.structured_round(asked_rows, variables, GeneratedPairs, finish, row_schema=row_schema,
-                                        max_reasks=self.max_reasks) if asked_rows else []
-        for i, outcome in zip(asked, results):
-            kept_before = first_good.get(id(rows[i]))
+        results = self.structured_round(tickets, variables, GeneratedPairs, finish, row_schema=row_schema,
+                                        max_reasks=self.max_reasks) if tickets else []
+        for ticket, outcome in zip(tickets, results):
+            kept_before = first_good.get(ticket["index"])
             if outcome.status == "failed" and kept_before:  # the re-ask failed: keep the first reply's good pairs
                 outcome = RowOutcome.keep_many(kept_before)
-            outcomes[i] = outcome
+            outcomes[ticket["index"]] = outcome
         return self._drop_repeats(outcomes, output_query_key)  # type: ignore[arg-type]
 
     def _pair_problem(self, query: str, answers: list[dict], plan: dict) -> str | None:
