@@ -136,11 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default=str(RESULTS_FILE), help="JSON file to record the figures in")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--cache", help="response cache folder (default: a fresh temporary one)")
+    parser.add_argument("--threads", type=int, help="embedded model: CPU threads (default: all cores)")
     args = parser.parse_args(argv)
 
     from dataflow.serving.from_env import serving_from_env
 
-    overrides = {"model_path": args.model} if args.model else {}
+    overrides: dict = {"model_path": args.model} if args.model else {}
+    if args.threads:
+        overrides["n_threads"] = args.threads
     cache_dir = args.cache or tempfile.mkdtemp(prefix="bench_judges_")
     serving = serving_from_env(cache_dir=cache_dir, progress=False, **overrides)
     model = serving.model_name

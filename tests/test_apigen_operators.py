@@ -299,7 +299,7 @@ def test_format_checker_drops_invented_argument_values_as_failed_grounding():
 
 def test_semantic_checker_boolean_verdict_and_failures():
     base = {"tools": TOOLS, "answers": [{"name": "prime_factors", "arguments": {"n": 12}}], "execution_results": [{"ok": True, "result": [2, 2, 3]}]}
-    checks = {"asked": "factors of 12", "function_does": "prime factors", "function_fits": True, "values": "12: stated",
+    checks = {"asked": "factors of 12", "best_function": "prime_factors", "values": "12: stated",
               "values_in_question": True}
     replies = iter([{**checks, "passes": True}, {**checks, "values_in_question": False, "passes": False},
                     {**checks, "passes": "yes"}, "garbage"])
@@ -308,7 +308,7 @@ def test_semantic_checker_boolean_verdict_and_failures():
     outcomes = SemanticChecker(serving, judge_mode="enforce").process_batch(rows)
     assert outcomes[0].rows[0]["semantic_valid"] is True
     assert outcomes[1].status == "filtered" and outcomes[1].reason.startswith("failed_semantic: asked: factors of 12")
-    assert outcomes[1].reason.endswith("fails values_in_question, passes")
+    assert outcomes[1].reason.endswith("fails: values_in_question; passes")
     assert outcomes[2].status == "failed" and outcomes[2].reason.startswith("invalid_reply")
     assert outcomes[3].status == "failed"
     assert outcomes[4].status == "filtered" and outcomes[4].reason.startswith("failed_execution")

@@ -5,6 +5,7 @@ filter's fuzzy duplicate check, and the calibration sets and benchmark."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -33,8 +34,8 @@ SEMANTIC_ROW = {"query": "I weigh 300 kg and I'm 1.8 m tall: my BMI?", "tools": 
                 "execution_ok": True}
 
 
-def semantic_reply(passes: bool) -> dict:
-    return {"asked": "BMI", "function_does": "computes BMI", "function_fits": True, "values": "300, 1.8: stated",
+def semantic_reply(passes: bool, best_function: str = "calculate_bmi") -> dict:
+    return {"asked": "BMI", "best_function": best_function, "values": "300, 1.8: stated",
             "values_in_question": True, "passes": passes}
 
 
@@ -311,7 +312,9 @@ def test_bench_judges_on_the_fake_server(fake_server, tmp_path, monkeypatch, no_
     def responder(messages, schema):
         title = schema["title"]
         if title == "SemanticVerdict":
-            return semantic_reply('get_weather_forecast(city="Australia"' not in messages[-1]["content"])
+            prompt = messages[-1]["content"]
+            called = re.search(r"Calls made:\n1\. (\w+)\(", prompt)
+            return semantic_reply('get_weather_forecast(city="Australia"' not in prompt, called.group(1))
         if title == "CompositionVerdictReply":
             return composition_reply("none")
         return quality_reply(4)

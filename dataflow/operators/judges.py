@@ -191,31 +191,40 @@ class LLMJudge:
         rows: list[dict],
         prompt: Callable[[dict], tuple[str, str]],
         reply_model: type,
-        accepts: Callable[[Any], bool],
+        accepts: Callable[[dict, Any], bool],
         on_accept: Callable[[dict, Tally, list], RowOutcome],
         on_reject: Callable[[dict, Tally, list, bool], RowOutcome],
+        row_schema: Callable[[dict], dict] | None = None,
     ) -> list[RowOutcome]:
         """One judging round over ``rows``: ``prompt(row)`` gives ``(system, user)`` (or raises
-        ``InvalidInput``: the row fails with its reason); every row is asked ``n_votes`` times in
-        one batch; ``accepts(reply)`` reads one vote. A row a majority accepts ends as
-        ``on_accept(row, tally, accepting replies)``; a rejected one as ``on_reject(row, tally,
-        rejecting replies, enforced)``; an undecided one fails with the first vote's failure."""
+        ``InvalidInput``: the row fails with its reason) and ``row_schema(row)``, when given, the
+        reply schema for that row (a narrowed ``reply_model`` schema); every row is asked
+        ``n_votes`` times in one batch; ``accepts(row, reply)`` reads one vote. A row a majority
+        accepts ends as ``on_accept(row, tally, accepting replies)``; a rejected one as
+        ``on_reject(row, tally, rejecting replies, enforced)``; an undecided one fails with the
+        first vote's failure."""
         from .conversations._base import InvalidInput, prompt_messages
 
         serving = self.require_llm()  # type: ignore[attr-defined]
         outcomes: list[RowOutcome | None] = [None] * len(rows)
         asked: list[int] = []
         conversations = []
+        schemas: list[dict] = []
         for i, row in enumerate(rows):
             try:
-                conversations.append(prompt_messages(*prompt(row)))
+                messages = prompt_messages(*prompt(row))
+                schema = row_schema(row) if row_schema is not None else None
             except InvalidInput as exc:
                 outcomes[i] = RowOutcome.fail(str(exc))
                 continue
+            conversations.append(messages)
+            if schema is not None:
+                schemas.append(schema)
             asked.append(i)
         enforced = self.enforced() if asked else True
-        for i, votes in zip(asked, ask_votes(serving, conversations, reply_model, self.n_votes)):
-            counted, yes, no = tally(votes, accepts)
+        votes_of = ask_votes(serving, conversations, reply_model, self.n_votes, schemas if row_schema else None)
+        for i, votes in zip(asked, votes_of):
+            counted, yes, no = tally(votes, lambda reply: accepts(rows[i], reply))
             if counted.decision == "accept":
                 outcomes[i] = on_accept(rows[i], counted, yes)
             elif counted.decision == "reject":

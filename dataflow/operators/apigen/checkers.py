@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool
 
-from ...core import OperatorABC, RowOutcome, RunReport, merge_row
+from ...core import OperatorABC, RowOutcome, RunReport, merge_row, schema_for
 from ...core.errors import ToolSpecError
 from ..conversations._base import Text
 from ..judges import LLMJudge, Tally, with_tally
@@ -115,33 +115,38 @@ class FormatChecker(OperatorABC):
 
 
 class SemanticVerdict(BaseModel):
-    """The judge's reply: the checks a small model can do, each written before the verdict that
-    depends on it (the schema keeps this order). The row passes only when every check passes."""
+    """The judge's reply: checks a small model can do, each written before the verdict that
+    depends on it (the schema keeps this order). ``best_function`` is the judge's own choice among
+    the row's functions (the row's schema narrows it to their names and ``"none"``), compared with
+    the calls made, rather than a yes/no on the calls it is shown."""
 
     model_config = ConfigDict(extra="forbid")
     asked: Text(100, 2)  # what the query asks for
-    function_does: Text(100, 2)  # what the called function does, from its description
-    function_fits: StrictBool  # "yes" is not a verdict
+    best_function: str  # the listed function that gives what was asked, or "none"
     values: Text(200, 1)  # each argument value, and whether the query states it
-    values_in_question: StrictBool
-    passes: StrictBool  # every check true and every result answers the query
+    values_in_question: StrictBool  # "yes" is not a verdict
+    passes: StrictBool  # the calls and their results answer the query
 
-    @property
-    def accepts(self) -> bool:
-        return self.function_fits and self.values_in_question and self.passes
+    def failed_checks(self, called: list[str]) -> list[str]:
+        """The checks this reply fails for a row whose calls name ``called``."""
+        failed = []
+        if (self.best_function not in called) if called else (self.best_function != "none"):
+            failed.append(f"best function is {self.best_function}, not {', '.join(called) or 'no call'}")
+        failed += [name for name in ("values_in_question", "passes") if not getattr(self, name)]
+        return failed
 
-    def thought(self) -> str:
+    def thought(self, called: list[str]) -> str:
         """The checks as one line, for the ``semantic_thought`` column."""
-        failed = [name for name in ("function_fits", "values_in_question", "passes") if not getattr(self, name)]
-        verdict = f"fails {', '.join(failed)}" if failed else "passes"
-        return f"asked: {self.asked}; function does: {self.function_does}; values: {self.values}; {verdict}"
+        failed = self.failed_checks(called)
+        verdict = f"fails: {'; '.join(failed)}" if failed else "passes"
+        return f"asked: {self.asked}; best function: {self.best_function}; values: {self.values}; {verdict}"
 
 
 class SemanticChecker(LLMJudge, OperatorABC):
     """Stage 3: an LLM judge reads the query, each call (with its function's description and its
     execution result) and the other available functions, and answers the checks of
-    ``SemanticVerdict`` (does the function give what was asked; does the query state every argument
-    value; does the result answer it), then its verdict. Rows whose execution failed
+    ``SemanticVerdict`` (what the query asks; which listed function gives it, compared with the
+    function called; does the query state every argument value), then its verdict. Rows whose execution failed
     (``input_execution_ok_key`` is ``False``) are not judged, and dropped as ``failed_execution``,
     unless ``check_failed_execution=True``.
 
@@ -201,12 +206,21 @@ class SemanticChecker(LLMJudge, OperatorABC):
             return self.render(**_prompt_variables(row.get(input_query_key, ""), tools, calls, results,
                                                    self.max_result_chars))
 
+        def called(row: dict) -> list[str]:
+            return [call["name"] for call in calls_of(row.get(input_answers_key))]
+
+        def row_schema(row: dict) -> dict:
+            names = sorted(t["function"]["name"] for t in normalize_tools(row.get(input_tools_key), allow_dots=True))
+            schema = schema_for(SemanticVerdict)
+            schema["properties"]["best_function"] = {"type": "string", "enum": names + ["none"]}
+            return schema
+
         def on_accept(row: dict, counted: Tally, yes: list) -> RowOutcome:
-            thought = with_tally(yes[0].thought(), counted)
+            thought = with_tally(yes[0].thought(called(row)), counted)
             return RowOutcome.keep(merge_row(row, **{output_key: True, output_thought_key: thought}))
 
         def on_reject(row: dict, counted: Tally, no: list, enforced: bool) -> RowOutcome:
-            thought = with_tally(no[0].thought(), counted)
+            thought = with_tally(no[0].thought(called(row)), counted)
             if self.keep_failed:
                 return RowOutcome.keep(merge_row(row, **{output_key: False, output_thought_key: thought}))
             kept = merge_row(row, **{output_key: False, output_thought_key: f"advisory: {thought}"})
@@ -220,15 +234,17 @@ class SemanticChecker(LLMJudge, OperatorABC):
             else:
                 judged.append(i)
         verdicts = self.judge_round([rows[i] for i in judged], prompt, SemanticVerdict,
-                                    lambda verdict: verdict.accepts, on_accept, on_reject)
+                                    lambda row, verdict: not verdict.failed_checks(called(row)),
+                                    on_accept, on_reject, row_schema)
         for i, outcome in zip(judged, verdicts):
             outcomes[i] = outcome
         return outcomes  # type: ignore[return-value]
 
 
 def _prompt_variables(query: Any, tools: list[dict], calls: list[dict], results: Any, max_chars: int) -> dict:
-    """The template's variables: each call with its function's description and its result (the
-    function's output, or its error: never the harness fields), and the functions not called."""
+    """The template's variables: each call with its result (the function's output, or its error:
+    never the harness fields), and every listed function with its description, by name (so the
+    called one is not singled out)."""
     import json
 
     described = {t["function"]["name"]: t["function"].get("description", "") for t in tools}
@@ -244,6 +260,5 @@ def _prompt_variables(query: Any, tools: list[dict], calls: list[dict], results:
             text = json.dumps(result, ensure_ascii=False, default=str)
             entry["result"] = result if len(text) <= max_chars else text[:max_chars] + "... (cut)"
         shown.append(entry)
-    called = {c["name"] for c in calls}
-    others = [{"name": name, "description": text} for name, text in described.items() if name not in called]
-    return {"query": query, "calls": shown, "other_tools": others}
+    listed = [{"name": name, "description": described[name]} for name in sorted(described)]
+    return {"query": query, "calls": shown, "tools": listed}

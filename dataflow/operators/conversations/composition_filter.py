@@ -109,7 +109,7 @@ class CompositionTaskFilter(LLMJudge, StructuredLLMOperator):
             else:
                 asked.append(i)
         judged = self.judge_round([rows[i] for i in asked], prompt, CompositionVerdictReply,
-                                  lambda reply: reply.problem == "none", on_accept, on_reject)
+                                  lambda row, reply: reply.problem == "none", on_accept, on_reject)
         for i, outcome in zip(asked, judged):
             outcomes[i] = outcome
         return outcomes  # type: ignore[return-value]

@@ -134,7 +134,7 @@ class ConversationQualityEvaluator(LLMJudge, StructuredLLMOperator):
             kept[output_explanation_key] = f"advisory: {why}"
             return self.reject(kept, f"low_quality: score {score} < {self.min_score}: {why}", enforced)
 
-        def accepts(reply: QualityReply) -> bool:
+        def accepts(row: dict, reply: QualityReply) -> bool:
             return self.min_score is None or reply.effective_score >= self.min_score
 
         return self.judge_round(rows, prompt, QualityReply, accepts, on_accept, on_reject)
