@@ -1,17 +1,21 @@
-"""Tool specifications: normalise the dialects people bring, and check calls against them.
+"""Tool specifications and calls: normalise the dialects people bring, read calls one way, and
+check calls against specs.
 
-``normalize_tool(s)`` turn OpenAI / bare / BFCL / xLAM specs into OpenAI tool specs;
+``normalize_tool(s)`` turn OpenAI / bare / BFCL / xLAM / MCP specs into OpenAI tool specs;
+``dataflow.tools.calls`` is the one reader of calls, arguments and results (``parse_call``,
+``read_calls``, ``read_arguments``, ``pair_results``);
 ``validate_calls(calls, tools) -> list[str]`` checks every call (empty list: all valid).
-jsonschema is imported only when a tool is first compiled.
+jsonschema(-rs) is imported only when a tool is first checked.
 """
 
 from __future__ import annotations
 
 from ..core.errors import ToolSpecError
+from .calls import CallError, pair_results, parse_call, read_arguments, read_calls
 from .spec import normalize_tool, normalize_tools
-from .validation import ToolSet, compile_tools, parse_call, validate_calls
+from .validation import ToolSet, compile_tools, validate_calls
 
 __all__ = [
     "ToolSpecError", "normalize_tool", "normalize_tools", "validate_calls", "compile_tools",
-    "ToolSet", "parse_call",
+    "ToolSet", "parse_call", "read_calls", "read_arguments", "pair_results", "CallError",
 ]

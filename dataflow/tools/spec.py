@@ -13,20 +13,28 @@ Accepted dialects (detected per tool, so a list may mix them):
   ``HashMap`` and friends of BFCL's Java/JavaScript categories);
 - xLAM-style ``parameters``: a mapping of argument name -> ``{"type": "str" | "int" | "float" |
   "bool" | "List[int]" | "Dict[str, int]" | "str, optional" | ..., "description", "default"}``.
-  An argument is required unless its type says ``optional`` or it has a ``default``;
-- a boolean ``"required": true`` / ``"optional": true`` inside a property (older dialects).
+  An argument is required unless its type says ``optional`` or it has a ``default``; the type
+  string may carry the default itself (``"str, optional, default 'en'"``, ``"int, default: 5"``,
+  numpydoc's ``"{'asc', 'desc'}"`` choices), which goes into the schema's ``default``;
+- a boolean ``"required": true`` / ``"optional": true`` inside a property (older dialects);
+- BFCL's conventions: an optional argument whose ``default`` is ``null`` accepts ``null``, and an
+  ``enum`` written on an array constrains its items;
+- ``{"type": "object"}`` with no ``properties`` (MCP's free-form input) accepts any arguments, at
+  the root as anywhere else (``additionalProperties: true``); ``{}`` or no ``parameters`` is a
+  tool without arguments.
 
-Names must match ``^[a-zA-Z0-9_-]{1,64}$`` (what the OpenAI API accepts). Dotted names such as
-BFCL's ``math.factorial`` are rejected by default, because the OpenAI API and most chat templates
-reject them; pass ``allow_dots=True`` to keep them as they are.
+Names are 1-64 characters of ``a-zA-Z0-9_-``, and dots (BFCL's ``math.factorial``): a dotted
+name is a name, checked as declared. A writer whose format forbids dots (OpenAI's ``tools``)
+renames them (``dataflow.operators.formats.convert.openai_names``); ``allow_dots=False`` refuses
+them here instead.
 
 A spec that cannot be normalised, or whose ``parameters`` is not a valid JSON Schema (checked
-against the Draft 2020-12 metaschema), raises ``ToolSpecError(tool_name, problem)``.
+against the Draft 2020-12 metaschema by jsonschema-rs; ``pattern`` is an ECMA-262 regex), raises
+``ToolSpecError(tool_name, problem)``.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections import OrderedDict
@@ -58,7 +66,7 @@ _SCHEMA_CHILDREN = ("items", "additionalProperties", "not", "if", "then", "else"
                     "propertyNames", "unevaluatedProperties", "unevaluatedItems", "additionalItems")
 
 
-def normalize_tools(tools: Any, *, allow_dots: bool = False) -> list[dict]:
+def normalize_tools(tools: Any, *, allow_dots: bool = True) -> list[dict]:
     """Normalise a tool list: a list of specs, a JSON string of one, a single spec, or a mapping
     ``name -> spec``. Raises ``ToolSpecError`` for the first invalid tool and for duplicate names."""
     items = _as_tool_list(tools)
@@ -74,7 +82,7 @@ def normalize_tools(tools: Any, *, allow_dots: bool = False) -> list[dict]:
     return out
 
 
-def normalize_tool(spec: Any, *, allow_dots: bool = False, index: int | None = None) -> dict:
+def normalize_tool(spec: Any, *, allow_dots: bool = True, index: int | None = None) -> dict:
     """One tool spec in any supported dialect -> a new OpenAI tool spec (the input is not changed)."""
     label = f"<tool #{index}>" if index is not None else "<tool>"
     if isinstance(spec, str):
@@ -85,10 +93,11 @@ def normalize_tool(spec: Any, *, allow_dots: bool = False, index: int | None = N
     if not isinstance(spec, dict):
         raise ToolSpecError(label, f"a tool spec must be a JSON object, got {type(spec).__name__}")
     fn = spec
-    if "function" in spec and isinstance(spec["function"], dict):
+    inner = spec.get("function")
+    if inner is not None and isinstance(inner, dict):
         if spec.get("type", "function") != "function":
             raise ToolSpecError(label, f"unsupported tool type {spec.get('type')!r} (expected 'function')")
-        fn = spec["function"]
+        fn = inner
     name = fn.get("name")
     if not isinstance(name, str) or not name:
         raise ToolSpecError(label, "has no 'name' (a non-empty string)")
@@ -106,10 +115,17 @@ def normalize_tool(spec: Any, *, allow_dots: bool = False, index: int | None = N
     return {"type": "function", "function": function}
 
 
+_NO_PARAMETERS = '{"type": "object", "properties": {}}'
+
+
 def normalize_parameters(tool: str, params: Any) -> dict:
-    """Normalise the ``parameters`` of tool ``tool`` to a valid JSON Schema object schema."""
+    """Normalise the ``parameters`` of tool ``tool`` to a valid JSON Schema object schema.
+
+    ``None`` or ``{}`` is a tool without parameters (``properties: {}``, closed); an object schema
+    that names no properties (``{"type": "object"}``, MCP's free-form input) accepts any
+    arguments, and says so with ``additionalProperties: true``."""
     if params is None:
-        return {"type": "object", "properties": {}}
+        return json.loads(_NO_PARAMETERS)
     if isinstance(params, str):
         try:
             params = json.loads(params)
@@ -117,55 +133,103 @@ def normalize_parameters(tool: str, params: Any) -> dict:
             raise ToolSpecError(tool, f"'parameters' is a string that is not valid JSON: {exc.msg}") from None
     if not isinstance(params, dict):
         raise ToolSpecError(tool, f"'parameters' must be an object schema, got {type(params).__name__}")
+    if not params:
+        return json.loads(_NO_PARAMETERS)
     if _is_xlam_parameters(params):
         schema = _from_xlam(tool, params)
     else:
-        schema = copy.deepcopy(params)
-        if "type" not in schema and ("properties" in schema or not schema):
+        schema = _normalized(tool, params, "parameters")
+        if "type" not in schema and "properties" in schema:
             schema["type"] = "object"
-        _normalize_schema(tool, schema, "parameters")
     if schema.get("type") != "object":
         raise ToolSpecError(tool, f"'parameters' must have type 'object', got {schema.get('type')!r}")
-    schema.setdefault("properties", {})
-    check_json_schema(tool, schema)
+    if "properties" not in schema:
+        if not any(k in schema for k in _OPENNESS_KEYS):
+            schema["additionalProperties"] = True  # a free-form object, here as anywhere else
+        schema["properties"] = {}
+    _meta_check(tool, schema)
     return schema
 
 
-#: canonical JSON of schemas that passed ``check_json_schema`` (the metaschema check costs ~2 ms
-#: per schema, and one tool list is checked by several operators and by every ``validate_calls``)
-_VALID_SCHEMAS: "OrderedDict[str, None]" = OrderedDict()
+_OPENNESS_KEYS = ("additionalProperties", "unevaluatedProperties", "patternProperties", "allOf", "anyOf",
+                  "oneOf", "if", "$ref", "dependentSchemas")
+
+#: canonical JSON of schemas that passed ``check_json_schema`` (a tool list is checked by several
+#: operators and by every ``validate_calls``)
+_VALID_SCHEMAS: "OrderedDict[bytes | str, None]" = OrderedDict()
 _VALID_SCHEMAS_SIZE = 8192
+_VALID_PATTERNS: dict[str, str | None] = {}
+
+
+def schema_key(schema: Any) -> bytes | str | None:
+    """Canonical JSON of ``schema`` (keys sorted) for caching, or ``None`` if it is not plain JSON."""
+    try:
+        import orjson
+
+        return orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, ValueError, ImportError):
+        try:
+            return json.dumps(schema, sort_keys=True, ensure_ascii=False)
+        except (TypeError, ValueError):
+            return None
 
 
 def check_json_schema(tool: str, schema: dict) -> None:
-    """Raise ``ToolSpecError`` if ``schema`` is not valid under the Draft 2020-12 metaschema or
-    its ``required`` names arguments it does not define."""
-    try:
-        key: str | None = json.dumps(schema, sort_keys=True, ensure_ascii=False)
-    except (TypeError, ValueError):  # not plain JSON: check it, do not remember it
-        key = None
+    """Raise ``ToolSpecError`` if ``schema`` is not valid under the Draft 2020-12 metaschema, a
+    ``pattern`` is not an ECMA-262 regular expression, or its ``required`` names arguments it
+    does not define. The metaschema check is jsonschema-rs's (a few microseconds)."""
+    _meta_check(tool, schema, lambda: _check_subschemas(tool, schema, ""))
+
+
+def _meta_check(tool: str, schema: dict, more: Any = None) -> None:
+    """The metaschema check (cached by content); ``more()`` runs once before caching."""
+    key = schema_key(schema)
     if key is not None and key in _VALID_SCHEMAS:
-        try:
-            _VALID_SCHEMAS.move_to_end(key)
-            return
-        except KeyError:  # evicted meanwhile by another thread: check again
-            pass
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
+        return
+    import jsonschema_rs
 
     try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        jsonschema_rs.meta.validate(schema)
+    except jsonschema_rs.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.instance_path) or "(root)"
         raise ToolSpecError(tool, f"'parameters' is not a valid JSON Schema at {where}: {exc.message}") from None
-    _check_required(tool, schema, "")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ToolSpecError(tool, f"'parameters' is not a valid JSON Schema: {exc}") from None
+    if more is not None:
+        more()
     if key is not None:
         _VALID_SCHEMAS[key] = None
         if len(_VALID_SCHEMAS) > _VALID_SCHEMAS_SIZE:
             _VALID_SCHEMAS.popitem(last=False)
 
 
-def _check_required(tool: str, schema: Any, path: str) -> None:
+def regex_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is not an ECMA-262 regular expression JSON Schema accepts, or ``None``."""
+    if pattern in _VALID_PATTERNS:
+        return _VALID_PATTERNS[pattern]
+    import jsonschema_rs
+
+    try:
+        jsonschema_rs.validator_for({"pattern": pattern})
+        problem = None
+    except jsonschema_rs.ValidationError as exc:
+        problem = exc.message
+    except Exception as exc:  # noqa: BLE001 - a regex the engine cannot build
+        problem = str(exc)
+    if len(_VALID_PATTERNS) > 4096:
+        _VALID_PATTERNS.clear()
+    _VALID_PATTERNS[pattern] = problem
+    return problem
+
+
+def _require_ecma(tool: str, where: str, what: str, pattern: str) -> None:
+    problem = regex_problem(pattern)
+    if problem:
+        raise ToolSpecError(tool, f"{where}: {what} {pattern!r} is not an ECMA-262 regular expression ({problem})")
+
+
+def _check_subschemas(tool: str, schema: Any, path: str) -> None:
+    """``required`` names defined properties; every ``pattern`` is an ECMA regex."""
     if not isinstance(schema, dict):
         return
     props = schema.get("properties")
@@ -175,12 +239,21 @@ def _check_required(tool: str, schema: Any, path: str) -> None:
             if key not in props and not schema.get("patternProperties"):
                 where = f" of '{path}'" if path else ""
                 raise ToolSpecError(tool, f"required argument {key!r}{where} is not defined in 'properties'")
-    if isinstance(props, dict):
-        for key, sub in props.items():
-            _check_required(tool, sub, f"{path}.{key}" if path else key)
-    items = schema.get("items")
-    if isinstance(items, dict):
-        _check_required(tool, items, f"{path}[]")
+    pattern = schema.get("pattern")
+    if isinstance(pattern, str):
+        _require_ecma(tool, f"argument {path or '(root)'!r}", "'pattern'", pattern)
+    for key, sub in schema.items():
+        if key in _SCHEMA_CHILD_MAPS and isinstance(sub, dict):
+            if key == "patternProperties":
+                for rx in sub:
+                    _require_ecma(tool, f"argument {path or '(root)'!r}", "'patternProperties' key", rx)
+            for name, child in sub.items():
+                _check_subschemas(tool, child, f"{path}.{name}" if path else str(name))
+        elif key in _SCHEMA_CHILD_LISTS and isinstance(sub, list):
+            for child in sub:
+                _check_subschemas(tool, child, path)
+        elif key in _SCHEMA_CHILDREN and isinstance(sub, dict):
+            _check_subschemas(tool, sub, f"{path}[]" if key == "items" else path)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -243,7 +316,7 @@ def _from_xlam(tool: str, params: dict) -> dict:
     properties: dict[str, Any] = {}
     required: list[str] = []
     for arg, info in params.items():
-        prop = copy.deepcopy(info)
+        prop = dict(info)
         optional = False
         raw_type = prop.pop("type", None)
         if isinstance(raw_type, str):
@@ -258,10 +331,10 @@ def _from_xlam(tool: str, params: dict) -> dict:
             optional = False
         elif flag is False:
             optional = True
-        _normalize_schema(tool, prop, f"parameters.{arg}")
-        properties[arg] = prop
+        prop = _normalized(tool, prop, f"parameters.{arg}")
         if not optional:
             required.append(arg)
+        properties[arg] = _bfcl_conventions(prop, optional)
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         schema["required"] = required
@@ -269,18 +342,61 @@ def _from_xlam(tool: str, params: dict) -> dict:
 
 
 _OPTIONAL_SUFFIX = re.compile(r"\s*(?:,\s*)?\(?\s*optional\s*\)?\s*$", re.IGNORECASE)
+_DEFAULT_PART = re.compile(r"^\(?\s*defaults?(?:\s+(?:to|is))?\s*[:=]?\s*(.*?)\s*\)?$", re.IGNORECASE | re.DOTALL)
+_MISSING = object()
 
 
 def parse_type_string(tool: str, text: str, where: str = "") -> tuple[dict, bool]:
-    """Parse a dialect type string (``"str, optional"``, ``"List[int]"``, ``"Optional[float]"``,
-    ``"int | None"``, ``"Dict[str, int]"``) -> ``(schema, optional)``."""
+    """Parse a dialect type string -> ``(schema, optional)``: the forms xLAM, numpydoc and Python
+    annotations use (``"str, optional"``, ``"str, optional, default 'en'"``, ``"int, default: 5"``,
+    ``"List[List[str]]"``, ``"Optional[float]"``, ``"int | None"``, ``"Dict[str, int]"``,
+    ``"{'asc', 'desc'}"``). A default is carried into the schema (``"default"``) and makes the
+    argument optional."""
     optional = False
-    body = text.strip()
+    default: Any = _MISSING
+    kept = []
+    for index, part in enumerate(_split_top(text, ",")):
+        lowered = part.strip().lower().strip("()").strip()
+        match = _DEFAULT_PART.match(part.strip()) if index else None
+        if index and lowered == "optional":
+            optional = True
+        elif match and lowered.startswith("default"):
+            default = _literal(match.group(1))
+        else:
+            kept.append(part)
+    body = ", ".join(kept).strip()
+    inline = re.search(r"\(\s*defaults?\s*[:=]?\s*(.*?)\s*\)\s*$", body, re.IGNORECASE)
+    if inline:
+        default = _literal(inline.group(1))
+        body = body[: inline.start()].strip()
     if _OPTIONAL_SUFFIX.search(body):
         body = _OPTIONAL_SUFFIX.sub("", body).strip()
         optional = True
     schema, was_optional = _parse_type_expr(tool, body, where, text)
+    if default is not _MISSING:
+        schema = {**schema, "default": default}
+        optional = True
     return schema, optional or was_optional
+
+
+def _literal(text: str) -> Any:
+    """A default value as written in a type string: JSON, a Python literal, or the bare text."""
+    text = text.strip()
+    if text in ("None", "null"):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        import ast
+
+        value = ast.literal_eval(text)
+        if isinstance(value, (str, int, float, bool, list, dict)):
+            return value
+    except (ValueError, SyntaxError):
+        pass
+    return text.strip("'\"")
 
 
 def _parse_type_expr(tool: str, body: str, where: str, original: str) -> tuple[dict, bool]:
@@ -290,6 +406,8 @@ def _parse_type_expr(tool: str, body: str, where: str, original: str) -> tuple[d
         parts = [p.strip() for p in body.split(" or ")]
     if len(parts) > 1:
         return _union(tool, parts, where, original)
+    if body.startswith("{") and body.endswith("}"):  # numpydoc's set of choices
+        return {"enum": [_literal(v) for v in _split_top(body[1:-1], ",")]}, False
     m = re.fullmatch(r"([A-Za-z_][A-Za-z_0-9.]*)\s*(?:\[(.*)\])?", body, re.DOTALL)
     if not m:
         raise ToolSpecError(tool, f"argument {where!r}: cannot read type {original!r}")
@@ -344,16 +462,21 @@ def _union(tool: str, parts: list[str], where: str, original: str) -> tuple[dict
 
 
 def _split_top(text: str | None, sep: str) -> list[str]:
-    """Split on ``sep`` outside brackets."""
+    """Split on ``sep`` outside brackets and quotes."""
     if text is None:
         return []
-    parts, depth, current = [], 0, []
+    parts, depth, current, quote = [], 0, [], ""
     for ch in text:
-        if ch in "[(":
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[({":
             depth += 1
-        elif ch in "])":
+        elif ch in "])}":
             depth -= 1
-        if ch == sep and depth == 0:
+        if ch == sep and depth == 0 and not quote:
             parts.append("".join(current).strip())
             current = []
         else:
@@ -362,56 +485,142 @@ def _split_top(text: str | None, sep: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def _normalize_schema(tool: str, schema: Any, where: str) -> None:
-    """Map dialect type names to JSON Schema types in place, recursively; lift boolean
-    ``required``/``optional`` flags of properties into the parent's ``required`` list."""
-    if not isinstance(schema, dict):
-        return
-    if "type" in schema:
-        _normalize_type_keyword(tool, schema, where)
-    props = schema.get("properties")
-    if isinstance(props, dict):
-        required = schema.get("required")
-        lifted = list(required) if isinstance(required, list) else []
-        changed = False
-        for key, sub in props.items():
-            if isinstance(sub, dict):
-                flag = sub.get("required")
-                if isinstance(flag, bool):
-                    sub.pop("required")
-                    changed = True
-                    if flag and key not in lifted:
-                        lifted.append(key)
-                if isinstance(sub.get("optional"), bool):
-                    changed = True
-                    if sub.pop("optional") and key in lifted:
-                        lifted.remove(key)
-        if changed or isinstance(required, bool):
-            if isinstance(required, bool):
-                changed = True
-            if lifted:
-                schema["required"] = lifted
+def _copy_slow(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy_slow(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_copy_slow(v) for v in value]
+    return value
+
+
+_MAP_KEYS = frozenset(_SCHEMA_CHILD_MAPS)
+_LIST_KEYS = frozenset(_SCHEMA_CHILD_LISTS)
+_CHILD_KEYS = frozenset(_SCHEMA_CHILDREN)
+
+
+#: type names mapped without parsing (JSON's own, the usual aliases, and their capitalised forms)
+_SIMPLE_TYPES: dict[str, str] = {k: v for k, v in TYPE_ALIASES.items() if v is not None}
+_SIMPLE_TYPES.update({k.capitalize(): v for k, v in list(_SIMPLE_TYPES.items())})
+_SIMPLE_TYPES.update({t: t for t in JSON_TYPES})
+
+
+def _normalized(tool: str, schema: Any, where: str) -> Any:
+    """A normalised copy of ``schema``: dialect type names mapped to JSON Schema types, boolean
+    ``required``/``optional`` flags of properties lifted into the parent's ``required`` list,
+    draft-4 tuple ``items`` as ``prefixItems``, BFCL's conventions read (``_bfcl_conventions``);
+    ``required`` must name defined properties and every ``pattern`` must be an ECMA-262 regex.
+    One copying walk: it is on the path of every new tool list, so it is written for speed."""
+    if type(schema) is not dict:
+        return _copy_slow(schema)
+    out: dict[str, Any] = {}
+    props = None
+    for key, value in schema.items():
+        if key == "type":
+            mapped = _SIMPLE_TYPES.get(value) if type(value) is str else None
+            out["type"] = mapped if mapped is not None else _copy_slow(value)
+            continue
+        if key == "description" or key == "title":
+            out[key] = value
+            continue
+        kind = type(value)
+        if key == "properties" and kind is dict:
+            props = out["properties"] = {name: _normalized(tool, sub, f"{where}.{name}") for name, sub in value.items()}
+        elif key == "required" and kind is list:
+            out[key] = list(value)
+        elif kind is dict:
+            if key in _MAP_KEYS:
+                out[key] = {name: _normalized(tool, sub, f"{where}.{name}") for name, sub in value.items()}
+                if key == "patternProperties":
+                    for rx in value:
+                        _require_ecma(tool, where, "'patternProperties' key", rx)
+            elif key in _CHILD_KEYS:
+                out[key] = _normalized(tool, value, f"{where}.{key}")
             else:
-                schema.pop("required", None)
-    for key in _SCHEMA_CHILD_MAPS:
-        child = schema.get(key)
-        if isinstance(child, dict):
-            for name, sub in child.items():
-                _normalize_schema(tool, sub, f"{where}.{name}")
-    for key in _SCHEMA_CHILD_LISTS:
-        child = schema.get(key)
-        if isinstance(child, list):
-            for i, sub in enumerate(child):
-                _normalize_schema(tool, sub, f"{where}.{key}[{i}]")
-    for key in _SCHEMA_CHILDREN:
-        child = schema.get(key)
-        if isinstance(child, dict):
-            _normalize_schema(tool, child, f"{where}.{key}")
-        elif key == "items" and isinstance(child, list):  # draft-4 tuple form -> prefixItems
-            schema.pop("items")
-            schema["prefixItems"] = child
-            for i, sub in enumerate(child):
-                _normalize_schema(tool, sub, f"{where}.items[{i}]")
+                out[key] = _copy_slow(value)
+        elif kind is list:
+            if key in _LIST_KEYS:
+                out[key] = [_normalized(tool, sub, f"{where}.{key}[{i}]") for i, sub in enumerate(value)]
+            elif key == "items":  # draft-4 tuple form -> prefixItems
+                out["prefixItems"] = [_normalized(tool, sub, f"{where}.items[{i}]") for i, sub in enumerate(value)]
+            else:
+                out[key] = _copy_slow(value)
+        else:
+            out[key] = value
+    kind_of = out.get("type")
+    if kind_of is not None and not (type(kind_of) is str and kind_of in JSON_TYPES):
+        _normalize_type_keyword(tool, out, where)
+    pattern = out.get("pattern")
+    if type(pattern) is str:
+        _require_ecma(tool, where, "'pattern'", pattern)
+    required = out.get("required")
+    if props is not None:
+        lifted = None
+        special = False
+        for key, sub in props.items():
+            if type(sub) is not dict:
+                continue
+            if "required" in sub or "optional" in sub:
+                flag, optional = sub.get("required"), sub.get("optional")
+                if isinstance(flag, bool) or isinstance(optional, bool):
+                    if lifted is None:
+                        lifted = list(required) if type(required) is list else []
+                    if isinstance(flag, bool):
+                        del sub["required"]
+                        if flag and key not in lifted:
+                            lifted.append(key)
+                    if isinstance(optional, bool):
+                        del sub["optional"]
+                        if optional and key in lifted:
+                            lifted.remove(key)
+            if "default" in sub or "enum" in sub:
+                special = True
+        if lifted is not None or isinstance(required, bool):
+            if lifted:
+                out["required"] = required = lifted
+            else:
+                out.pop("required", None)
+                required = None
+        if type(required) is list and out.get("additionalProperties") is not True and not out.get("patternProperties"):
+            for name in required:
+                if name not in props:
+                    raise ToolSpecError(tool, f"required argument {name!r}{_of(where)} is not defined in 'properties'")
+        if special:
+            wanted = required if type(required) is list else ()
+            for key, sub in props.items():
+                if type(sub) is dict and ("default" in sub or "enum" in sub):
+                    props[key] = _bfcl_conventions(sub, key not in wanted)
+    elif isinstance(required, bool):
+        out.pop("required")
+    return out
+
+
+def _of(where: str) -> str:
+    inner = where.partition(".")[2]
+    return f" of '{inner}'" if inner else ""
+
+
+def _bfcl_conventions(prop: dict, optional: bool) -> dict:
+    """Read a property as BFCL means it: an optional argument whose default is ``None`` accepts
+    ``null``; an ``enum`` written on an array constrains its items."""
+    if optional and "default" in prop and prop["default"] is None:
+        kind = prop.get("type")
+        if isinstance(kind, str) and kind != "null":
+            prop["type"] = [kind, "null"]
+        elif isinstance(kind, list) and "null" not in kind:
+            prop["type"] = [*kind, "null"]
+        if isinstance(prop.get("enum"), list) and None not in prop["enum"]:
+            prop["enum"] = [*prop["enum"], None]
+    kind = prop.get("type")
+    is_array = kind == "array" or (isinstance(kind, list) and "array" in kind)
+    enum = prop.get("enum")
+    items = prop.get("items")
+    if is_array and isinstance(enum, list) and enum and not any(isinstance(v, list) for v in enum if v is not None):
+        if items is None or (isinstance(items, dict) and "enum" not in items):
+            values = [v for v in enum if v is not None]
+            prop["items"] = {**(items or {}), "enum": values}
+            prop.pop("enum")
+    return prop
 
 
 def _normalize_type_keyword(tool: str, schema: dict, where: str) -> None:

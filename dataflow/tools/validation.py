@@ -4,23 +4,26 @@ Every call is checked (not only the first): the function exists, required argume
 no unknown arguments are given, and every argument satisfies its JSON Schema (types, enums,
 bounds, string patterns and lengths, array items, nested objects, and the conditional rules of the
 schema itself: ``dependentRequired``, ``if``/``then``/``else``, ``oneOf``/``anyOf``/``allOf``).
+Calls and their arguments are read by ``dataflow.tools.calls`` (the one reader: ``""`` is ``{}``,
+a JSON string is decoded, NaN/Infinity are invalid values).
 
-The checking is done by jsonschema's Draft 2020-12 validator, compiled once per tool and cached,
-with two deliberate changes:
+The verdict is jsonschema-rs's Draft 2020-12 validator (ECMA-262 ``pattern``, formats checked),
+compiled once per tool on its first call and cached, with two deliberate changes:
 
 - objects are closed by default: an object schema that has ``properties`` and says nothing about
   ``additionalProperties`` gets ``additionalProperties: false`` (or ``unevaluatedProperties:
   false`` when it also uses ``allOf``/``anyOf``/``oneOf``/``if``, so arguments declared in those
-  branches still count). A spec that sets ``additionalProperties`` keeps its own rule;
+  branches still count). A spec that sets ``additionalProperties`` keeps its own rule, and an
+  object schema without ``properties`` is free-form;
 - ``integer`` is strict: ``1.5``, ``3.0`` and ``true`` are rejected (JSON Schema would accept
   ``3.0``; a training example should not teach a model to write it). ``number`` accepts integers
   and rejects booleans; ``boolean`` rejects the string ``"true"``.
 
-String ``format`` (``date``, ``date-time``, ``email``, ``ipv4``, ...) is checked where the
-checker needs no extra package.
-
-Each error message reads ``call <i> (<function>): <problem>``, ``<i>`` counting from 0 as the list
-does, e.g. ``call 1 (get_weather): argument 'days': 1.5 is not of type 'integer'``.
+The messages of an invalid call are written from the Python ``jsonschema`` library's errors
+(whose ``pattern`` is also ECMA-262 here), each reading ``call <i> (<function>): <problem>``,
+``<i>`` counting from 0 as the list does, e.g. ``call 1 (get_weather): argument 'days': 1.5 is
+not of type 'integer'``. Under ``anyOf``/``oneOf`` the message names the failing rule of the
+branch whose type fits the value (not "is not of type 'null'" for an optional value).
 
 Tool specs in any dialect of ``dataflow.tools.spec`` are normalised first; an invalid tool spec
 raises ``ToolSpecError`` naming the tool (the calls cannot be judged against it).
@@ -29,64 +32,101 @@ raises ``ToolSpecError`` naming the tool (the calls cannot be judged against it)
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..core.errors import ToolSpecError
-from .spec import normalize_tools
+from .calls import json_type as _json_type
+from .calls import loads_strict, parse_call
+from .spec import normalize_tools, schema_key
 
-_TOOLSET_CACHE: "OrderedDict[str, ToolSet]" = OrderedDict()
-_TOOL_CACHE: "OrderedDict[str, CompiledTool]" = OrderedDict()
+__all__ = ["validate_calls", "compile_tools", "compile_tool", "ToolSet", "CompiledTool", "parse_call",
+           "close_objects", "clear_cache", "ecma_search"]
+
+_TOOLSET_CACHE: "OrderedDict[Any, ToolSet]" = OrderedDict()
+_TOOL_CACHE: "OrderedDict[Any, CompiledTool]" = OrderedDict()
 _IDENTITY_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
 _CACHE_SIZE = 4096
 _MAX_VALUE_CHARS = 60
 
 
-@dataclass(frozen=True)
 class CompiledTool:
-    """A normalised tool spec with its compiled validator."""
+    """A normalised tool spec; its validators are built on the first call to check."""
 
-    name: str
-    spec: dict
-    schema: dict
-    validator: Any
-    fast: Any = None
-    #: (root validator with property schemas replaced by ``true``, {name: (fast, validator)}):
-    #: an invalid call is re-checked only where it failed, which is several times cheaper
-    split: Any = None
+    __slots__ = ("name", "spec", "_schema", "_rs", "_py")
+
+    def __init__(self, name: str, spec: dict):
+        self.name = name
+        self.spec = spec
+        self._schema: dict | None = None
+        self._rs: Any = None
+        self._py: Any = None
+
+    @property
+    def schema(self) -> dict:
+        """The parameters schema as checked (objects closed)."""
+        if self._schema is None:
+            self._schema = close_objects(self.spec["function"]["parameters"])
+        return self._schema
+
+    @property
+    def validator(self) -> Any:
+        """The jsonschema-rs validator (the verdict)."""
+        if self._rs is None:
+            import jsonschema_rs
+
+            try:
+                self._rs = jsonschema_rs.Draft202012Validator(self.schema, validate_formats=True)
+            except jsonschema_rs.ValidationError as exc:
+                raise ToolSpecError(self.name, f"cannot compile parameters: {exc.message}") from None
+        return self._rs
+
+    @property
+    def py_validator(self) -> Any:
+        """The Python jsonschema validator (strict types, ECMA pattern) that writes messages."""
+        if self._py is None:
+            cls = _validator_class()
+            self._py = cls(self.schema, format_checker=cls.FORMAT_CHECKER)
+        return self._py
 
     def errors(self, arguments: dict) -> list[str]:
         """Problems of ``arguments`` (no call prefix); empty when valid."""
-        if self.fast is not None and self.fast(arguments):
-            return []
+        rs = self._rs
+        if rs is None:
+            if _accepts(self.spec["function"]["parameters"], arguments, True):
+                return []  # certainly valid: no validator needed for this tool yet
+            rs = self.validator
+        if rs.is_valid(arguments):
+            if not _has_integral_float(arguments):
+                return []
+            return self._strict_errors(arguments)
+        if _has_integral_float(arguments):
+            return self._strict_errors(arguments)
         messages: list[str] = []
-        if self.split is None:
-            errors = ((error, ()) for error in self.validator.iter_errors(arguments))
-        else:
-            errors = self._split_errors(arguments)
-        for error, prefix in errors:
-            for message in _describe(error, prefix):
+        schema = self.schema
+        found = sorted(rs.iter_errors(arguments), key=lambda e: _schema_order(schema, e))
+        for error in found:
+            for message in _describe_rs(error, schema):
                 if message not in messages:
                     messages.append(message)
         return messages
 
-    def _split_errors(self, arguments: Any) -> Any:
-        root, props = self.split
-        if isinstance(arguments, dict):
-            for name, (fast, validator) in props.items():
-                if name in arguments and not fast(arguments[name]):
-                    for error in validator.iter_errors(arguments[name]):
-                        yield error, (name,)
-        for error in root.iter_errors(arguments):
-            yield error, ()
+    def _strict_errors(self, arguments: dict) -> list[str]:
+        """Messages from the Python validator, whose ``integer`` rejects ``3.0``."""
+        messages: list[str] = []
+        for error in self.py_validator.iter_errors(arguments):
+            for message in _describe(error):
+                if message not in messages:
+                    messages.append(message)
+        return messages
 
 
 class ToolSet:
     """Compiled tools of one tool list, by name. Build with ``compile_tools``."""
+
+    __slots__ = ("tools",)
 
     def __init__(self, tools: dict[str, CompiledTool]):
         self.tools = tools
@@ -117,31 +157,34 @@ class ToolSet:
         return errors
 
 
-def validate_calls(calls: Any, tools: Any, *, allow_dots: bool = False) -> list[str]:
+def validate_calls(calls: Any, tools: Any, *, allow_dots: bool = True) -> list[str]:
     """Check ``calls`` against ``tools``; an empty list means every call is valid.
 
     ``calls``: a list of ``{"name", "arguments"}`` (``arguments`` a dict or a JSON string), of
     OpenAI tool calls ``{"function": {"name", "arguments"}}``, or of ``{"function_name",
     "arguments"}``; or a JSON string of such a list. ``[]`` (no call) is valid.
     ``tools``: tool specs in any supported dialect (see ``dataflow.tools.spec``), a JSON string of
-    them, or a ``ToolSet``. Raises ``ToolSpecError`` when a tool spec itself is invalid.
+    them, or a ``ToolSet``. Names are checked as declared (``math.factorial`` is a name);
+    ``allow_dots=False`` refuses dotted names. Raises ``ToolSpecError`` when a tool spec itself
+    is invalid.
     """
     toolset = tools if isinstance(tools, ToolSet) else compile_tools(tools, allow_dots=allow_dots)
     return toolset.validate(calls)
 
 
-def compile_tools(tools: Any, *, allow_dots: bool = False) -> ToolSet:
-    """Normalise and compile a tool list (cached by content). A list/dict object is also
-    remembered by identity, so a loop validating against the same list pays no hashing; after
-    changing a tool list *in place*, pass a new list (or call ``clear_cache()``)."""
+def compile_tools(tools: Any, *, allow_dots: bool = True) -> ToolSet:
+    """Normalise (spec checks included) and index a tool list (cached by content); each tool's
+    validator is compiled on its first call. A list/dict object is also remembered by identity,
+    so a loop validating against the same list pays no hashing; after changing a tool list *in
+    place*, pass a new list (or call ``clear_cache()``)."""
     ident = None
     if not isinstance(tools, str):
         ident = (id(tools), allow_dots)
         hit = _IDENTITY_CACHE.get(ident)
         if hit is not None and hit[0] is tools and hit[1] == _shallow_ids(tools):
             return hit[2]
-    key = _content_key(tools, allow_dots)
-    toolset = _TOOLSET_CACHE.get(key)
+    key = (allow_dots, tools if isinstance(tools, str) else schema_key(tools))
+    toolset = _TOOLSET_CACHE.get(key) if key[1] is not None else None
     if toolset is not None:
         _TOOLSET_CACHE.move_to_end(key)
     else:
@@ -150,7 +193,8 @@ def compile_tools(tools: Any, *, allow_dots: bool = False) -> ToolSet:
             tool = compile_tool(spec)
             compiled[tool.name] = tool
         toolset = ToolSet(compiled)
-        _remember(_TOOLSET_CACHE, key, toolset)
+        if key[1] is not None:
+            _remember(_TOOLSET_CACHE, key, toolset)
     if ident is not None:
         _remember(_IDENTITY_CACHE, ident, (tools, _shallow_ids(tools), toolset), size=256)
     return toolset
@@ -172,31 +216,14 @@ def _shallow_ids(tools: Any) -> tuple:
 
 
 def compile_tool(spec: dict) -> CompiledTool:
-    """Compile one *normalised* OpenAI tool spec (cached by content)."""
-    key = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
-    cached = _TOOL_CACHE.get(key)
+    """One *normalised* OpenAI tool spec -> ``CompiledTool`` (cached by content)."""
+    key = schema_key(spec)
+    cached = _TOOL_CACHE.get(key) if key is not None else None
     if cached is not None:
         return cached
-    name = spec["function"]["name"]
-    schema = close_objects(spec["function"]["parameters"])
-    validator_cls = _validator_class()
-    try:
-        validator = validator_cls(schema, format_checker=validator_cls.FORMAT_CHECKER)
-    except Exception as exc:  # pragma: no cover - normalize_tool already checked the schema
-        raise ToolSpecError(name, f"cannot compile parameters: {exc}") from None
-    from ._fastcheck import compile_fast
-
-    fmt = validator_cls.FORMAT_CHECKER
-    fast = compile_fast(schema, fmt)
-    split = None
-    props = schema.get("properties")
-    if fast is not None and isinstance(props, dict) and "$ref" not in json.dumps(schema):
-        parts = {k: (compile_fast(v, fmt), validator_cls(v, format_checker=fmt)) for k, v in props.items()}
-        if all(f is not None for f, _ in parts.values()):
-            root = validator_cls({**schema, "properties": {k: True for k in props}}, format_checker=fmt)
-            split = (root, parts)
-    tool = CompiledTool(name, spec, schema, validator, fast, split)
-    _remember(_TOOL_CACHE, key, tool)
+    tool = CompiledTool(spec["function"]["name"], spec)
+    if key is not None:
+        _remember(_TOOL_CACHE, key, tool)
     return tool
 
 
@@ -258,34 +285,305 @@ def _branch_property_names(schema: dict) -> set[str] | None:
     return names
 
 
-def parse_call(call: Any) -> tuple[str | None, dict | None, str | None]:
-    """``(name, arguments, problem)`` of one call in any accepted shape."""
-    if isinstance(call, str):
-        try:
-            call = json.loads(call)
-        except json.JSONDecodeError:
-            return None, None, "not a call object (a string that is not JSON)"
-    if not isinstance(call, dict):
-        return None, None, f"not a call object (got {type(call).__name__})"
-    body = call["function"] if isinstance(call.get("function"), dict) else call
-    name = body.get("name", body.get("function_name"))
-    if not isinstance(name, str) or not name:
-        return None, None, "has no function name"
-    arguments = body.get("arguments", body.get("parameters", {}))
-    if arguments is None:
-        arguments = {}
-    if isinstance(arguments, str):
-        text = arguments.strip()
-        if not text:
-            arguments = {}
+def _has_integral_float(value: Any) -> bool:
+    """Whether ``value`` holds a float with an integral value (``3.0``) anywhere: jsonschema-rs
+    counts it as an integer, this module does not, so such calls are judged by the strict checker."""
+    kind = type(value)
+    if kind is float:
+        return value.is_integer()
+    if kind is dict:
+        for item in value.values():
+            t = type(item)
+            if t is str or t is int or t is bool:
+                continue
+            if _has_integral_float(item):
+                return True
+    elif kind is list:
+        for item in value:
+            if _has_integral_float(item):
+                return True
+    return False
+
+
+_PATTERNS: dict[str, Any] = {}
+
+
+def ecma_search(pattern: str, text: str) -> bool:
+    """Whether ECMA-262 ``pattern`` matches somewhere in ``text`` (JSON Schema's regex dialect:
+    ``\\d`` is ASCII digits, ``\\p{L}`` is a Unicode letter)."""
+    validator = _PATTERNS.get(pattern)
+    if validator is None:
+        import jsonschema_rs
+
+        if len(_PATTERNS) > 4096:
+            _PATTERNS.clear()
+        validator = _PATTERNS[pattern] = jsonschema_rs.validator_for({"type": "string", "pattern": pattern})
+    return validator.is_valid(text)
+
+
+# -- the acceptance pre-check ----------------------------------------------------------------
+_ANNOTATIONS = frozenset({"description", "title", "default", "examples", "$comment", "deprecated",
+                          "readOnly", "writeOnly", "$schema", "$id", "x-response", "x-sub-tasks"})
+_COMBINATORS = ("allOf", "anyOf", "oneOf", "if", "then", "else", "dependentSchemas", "$ref", "$dynamicRef",
+                "not", "unevaluatedProperties")
+_TYPE_TESTS = {
+    "string": lambda x: type(x) is str,
+    "integer": lambda x: type(x) is int,
+    "number": lambda x: type(x) is int or type(x) is float,
+    "boolean": lambda x: type(x) is bool,
+    "array": lambda x: type(x) is list,
+    "object": lambda x: type(x) is dict,
+    "null": lambda x: x is None,
+}
+
+
+def _accepts(schema: Any, value: Any, closed: bool) -> bool:
+    """``True`` only when ``value`` is certainly valid under ``schema`` with this module's rules
+    (objects with ``properties`` closed when ``closed``, strict ``integer``); ``False`` means
+    invalid *or not decided here* (``format``, ``oneOf``, ``if``, ``$ref``, ...), and the
+    compiled validator decides. Reading a new tool's schema costs less than compiling it, and
+    most calls are valid. ``tests/test_validate_calls.py`` cross-checks it with the validator."""
+    if schema is True:
+        return True
+    if type(schema) is not dict:
+        return False
+    for key, rule in schema.items():
+        if key == "type":
+            if type(rule) is str:
+                test = _TYPE_TESTS.get(rule)
+                if test is None or not test(value):
+                    return False
+            elif not any(_TYPE_TESTS.get(r, _never)(value) for r in rule):
+                return False
+        elif key == "properties":
+            if type(value) is dict:
+                for name, item in value.items():
+                    sub = rule.get(name)
+                    if sub is None:
+                        if closed and not _open(schema):
+                            return False
+                        if "additionalProperties" in schema or "patternProperties" in schema:
+                            continue
+                    elif not _accepts(sub, item, closed):
+                        return False
+        elif key == "required":
+            if type(value) is dict:
+                for name in rule:
+                    if name not in value:
+                        return False
+        elif key == "enum":
+            if not _in_enum(value, rule):
+                return False
+        elif key == "items":
+            if type(value) is list and "prefixItems" not in schema:
+                for item in value:
+                    if not _accepts(rule, item, closed):
+                        return False
+        elif key == "additionalProperties":
+            if type(value) is dict and rule is not True:
+                props = schema.get("properties") or {}
+                if "patternProperties" in schema:
+                    return False
+                for name, item in value.items():
+                    if name not in props and not _accepts(rule, item, closed):
+                        return False
+        elif key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            if (type(value) is int or type(value) is float) and not _in_bound(key, value, rule):
+                return False
+        elif key == "minLength":
+            if type(value) is str and len(value) < rule:
+                return False
+        elif key == "maxLength":
+            if type(value) is str and len(value) > rule:
+                return False
+        elif key == "minItems":
+            if type(value) is list and len(value) < rule:
+                return False
+        elif key == "maxItems":
+            if type(value) is list and len(value) > rule:
+                return False
+        elif key == "pattern":
+            if type(value) is str and not ecma_search(rule, value):
+                return False
+        elif key == "const":
+            if not _in_enum(value, [rule]):
+                return False
+        elif key == "anyOf":
+            if not any(_accepts(sub, value, False) for sub in rule) or (closed and type(value) is dict and not _open(schema)):
+                return False
+        elif key == "dependentRequired":
+            if type(value) is dict:
+                for name, needs in rule.items():
+                    if name in value and any(n not in value for n in needs):
+                        return False
+        elif key not in _ANNOTATIONS:
+            return False  # a keyword decided by the validator
+    return True
+
+
+def _never(value: Any) -> bool:
+    return False
+
+
+def _open(schema: dict) -> bool:
+    """Whether an object schema with ``properties`` says how to treat other keys itself."""
+    return "additionalProperties" in schema or "patternProperties" in schema or "unevaluatedProperties" in schema
+
+
+def _in_bound(key: str, value: Any, limit: Any) -> bool:
+    if key == "minimum":
+        return value >= limit
+    if key == "maximum":
+        return value <= limit
+    if key == "exclusiveMinimum":
+        return value > limit
+    return value < limit
+
+
+def _in_enum(value: Any, options: list) -> bool:
+    kind = type(value)
+    if kind is dict or kind is list:
+        return False  # structural equality with bool/int care: the validator decides
+    for option in options:
+        if option == value and (type(option) is bool) == (kind is bool):
+            return True
+    return False
+
+
+# -- messages from jsonschema-rs errors --------------------------------------------------------
+_BOUND_WORDS = {
+    "Minimum": ("is less than the minimum of", "minimum"), "Maximum": ("is greater than the maximum of", "maximum"),
+    "ExclusiveMinimum": ("must be greater than", "exclusiveMinimum"),
+    "ExclusiveMaximum": ("must be less than", "exclusiveMaximum"),
+}
+
+
+def _describe_rs(error: Any, schema: Any = None, prefix: tuple = ()) -> list[str]:
+    """Human messages for one jsonschema-rs error, worded as ``_describe`` words jsonschema's
+    (``schema``: the schema validated against, to quote a rule as it is written there)."""
+    kind = type(error.kind).__name__
+    data = error.kind.as_dict()
+    path = _path([*prefix, *error.instance_path])
+    instance = error.instance
+    schema_path = [p for p in error.schema_path if isinstance(p, str)]
+    if kind == "Required":
+        if schema_path and schema_path[-1] == "dependentRequired":
+            rules = _at(schema, error.schema_path) or {}
+            owners = [k for k, needs in rules.items() if isinstance(instance, dict) and k in instance
+                      and data["property"] in needs] or ["?"]
+            return [f"argument {_join(path, str(owner))!r} requires argument {_join(path, data['property'])!r} "
+                    f"(dependentRequired)" for owner in owners]
+        return [f"missing required argument {_join(path, str(data['property']))!r}{_condition_of(schema_path)}"]
+    if kind in ("AdditionalProperties", "UnevaluatedProperties"):
+        return [f"unknown argument {_join(path, str(k))!r}" for k in data.get("unexpected", [])] or [
+            f"{_where(path)}{error.message}"]
+    if kind == "Type":
+        declared = _at(schema, error.schema_path)
+        types = declared if isinstance(declared, list) else data["types"]
+        wanted = " or ".join(repr(t) for t in types)
+        return [f"{_where(path)}{_short(instance)} is not of type {wanted}"]
+    if kind == "Enum":
+        return [f"{_where(path)}{_short(instance)} is not one of {_short(data['options'])}"]
+    if kind == "Constant":
+        return [f"{_where(path)}{_short(instance)} must equal {_short(data['expected_value'])}"]
+    if kind == "OneOfMultipleValid":
+        return [f"{_where(path)}matches more than one of the oneOf alternatives (exactly one must match)"]
+    if kind in ("AnyOf", "OneOfNotValid"):
+        keyword = "anyOf" if kind == "AnyOf" else "oneOf"
+        return [f"{_where(path)}matches none of the {keyword} alternatives{_closest_rs(data.get('context'), schema, prefix)}"]
+    if kind == "Not":
+        return [f"{_where(path)}matches a schema it must not match ('not')"]
+    if kind in _BOUND_WORDS:
+        words, keyword = _BOUND_WORDS[kind]
+        return [f"{_where(path)}{_short(instance)} {words} {data['limit']} ({keyword})"]
+    if kind == "MultipleOf":
+        return [f"{_where(path)}{_short(instance)} is not a multiple of {data['multiple_of']} (multipleOf)"]
+    if kind in ("MinLength", "MaxLength"):
+        rel, keyword = ("shorter than", "minLength") if kind == "MinLength" else ("longer than", "maxLength")
+        return [f"{_where(path)}{_short(instance)} is {rel} {data['limit']} characters ({keyword})"]
+    if kind in ("MinItems", "MaxItems"):
+        rel, keyword = ("fewer than", "minItems") if kind == "MinItems" else ("more than", "maxItems")
+        count = len(instance) if isinstance(instance, list) else "?"
+        return [f"{_where(path)}has {rel} {data['limit']} items ({keyword}; got {count})"]
+    if kind == "Pattern":
+        return [f"{_where(path)}{_short(instance)} does not match the pattern {data['pattern']!r}"]
+    if kind == "Format":
+        return [f"{_where(path)}{_short(instance)} is not a valid {data['format']!r} (format)"]
+    if kind == "UniqueItems":
+        return [f"{_where(path)}has repeated items (uniqueItems)"]
+    if kind == "FalseSchema":
+        if not path:
+            return ["arguments: no value is allowed here"]
+        parent, _, last = path.rpartition(".")
+        return [f"unknown argument {path!r}"] if "[" not in last else [f"{_where(path)}no value is allowed here"]
+    message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
+    return [f"{_where(path)}{message} ({kind})"]
+
+
+def _condition_of(schema_path: list[str]) -> str:
+    if "then" in schema_path:
+        return " (required by if/then)"
+    if "else" in schema_path:
+        return " (required by if/else)"
+    if "dependentSchemas" in schema_path:
+        return " (required by dependentSchemas)"
+    return ""
+
+
+def _schema_order(schema: Any, error: Any) -> tuple:
+    """Where an error's rule stands in the schema as written (then where its value stands), so
+    messages come in the order the Python validator gives them: the schema's own order."""
+    key: list = []
+    node = schema
+    for part in error.schema_path:
+        if isinstance(node, dict):
+            keys = list(node)
+            key.append(keys.index(part) if part in node else len(keys))
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int):
+            key.append(part)
+            node = node[part] if 0 <= part < len(node) else None
         else:
-            try:
-                arguments = json.loads(text)
-            except json.JSONDecodeError as exc:
-                return name, None, f"arguments are not valid JSON ({exc.msg} at position {exc.pos})"
-    if not isinstance(arguments, dict):
-        return name, None, f"arguments must be a JSON object, got {_json_type(arguments)}"
-    return name, arguments, None
+            key.append(0)
+    return (tuple(key), tuple(str(p) for p in error.instance_path))
+
+
+def _at(schema: Any, path: Any) -> Any:
+    """The value at ``path`` (a schema path) inside ``schema``, or ``None``."""
+    node = schema
+    for part in path:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            return None
+    return node
+
+
+def _closest_rs(context: Any, schema: Any, prefix: tuple) -> str:
+    """The first problem of the alternative that fits the value's type (an optional value's real
+    schema, not its ``null`` branch); else of the first alternative."""
+    if not context:
+        return ""
+    branches = [list(b) for b in context if b]
+    if not branches:
+        return ""
+
+    def fits(errors: list) -> bool:
+        return not any(type(e.kind).__name__ == "Type" and len(e.instance_path) == len(errors[0].instance_path)
+                       and e.schema_path and e.schema_path[-1] == "type" and _branch_root(e) for e in errors)
+
+    fitting = [b for b in branches if fits(b)]
+    chosen = fitting[0] if fitting else branches[0]
+    messages = _describe_rs(chosen[0], schema, prefix)
+    return f" (closest: {messages[0]})" if messages else ""
+
+
+def _branch_root(error: Any) -> bool:
+    """Whether a ``type`` error is the alternative's own type (``anyOf/<i>/type``)."""
+    path = list(error.schema_path)
+    return len(path) >= 3 and path[-3] in ("anyOf", "oneOf") and isinstance(path[-2], int)
 
 
 # -- internals ----------------------------------------------------------------------------------
@@ -293,10 +591,10 @@ _VALIDATOR_CLASS: Any = None
 
 
 def _validator_class() -> Any:
-    """Draft 2020-12 with a strict ``integer`` (no bools, no floats)."""
+    """Draft 2020-12 with a strict ``integer`` (no bools, no floats) and ECMA-262 ``pattern``."""
     global _VALIDATOR_CLASS
     if _VALIDATOR_CLASS is None:
-        from jsonschema import Draft202012Validator, validators
+        from jsonschema import Draft202012Validator, ValidationError, validators
 
         def is_integer(checker: Any, instance: Any) -> bool:
             return isinstance(instance, int) and not isinstance(instance, bool)
@@ -304,18 +602,26 @@ def _validator_class() -> Any:
         def is_number(checker: Any, instance: Any) -> bool:
             return isinstance(instance, (int, float)) and not isinstance(instance, bool)
 
+        def pattern(validator: Any, value: str, instance: Any, schema: dict) -> Any:
+            if isinstance(instance, str) and not ecma_search(value, instance):
+                yield ValidationError(f"{instance!r} does not match {value!r}")
+
+        def pattern_properties(validator: Any, value: dict, instance: Any, schema: dict) -> Any:
+            if not isinstance(instance, dict):
+                return
+            for rx, subschema in value.items():
+                for key, item in instance.items():
+                    if ecma_search(rx, key):
+                        yield from validator.descend(item, subschema, path=key, schema_path=rx)
+
         type_checker = Draft202012Validator.TYPE_CHECKER.redefine_many(
             {"integer": is_integer, "number": is_number}
         )
-        _VALIDATOR_CLASS = validators.extend(Draft202012Validator, type_checker=type_checker)
+        _VALIDATOR_CLASS = validators.extend(
+            Draft202012Validator, type_checker=type_checker,
+            validators={"pattern": pattern, "patternProperties": pattern_properties},
+        )
     return _VALIDATOR_CLASS
-
-
-def _content_key(tools: Any, allow_dots: bool) -> Any:
-    if isinstance(tools, str):
-        return (allow_dots, tools)  # str hashing is fast and cached on the object
-    text = json.dumps(tools, sort_keys=True, default=str, separators=(",", ":"))
-    return (allow_dots, hashlib.sha1(text.encode()).hexdigest())
 
 
 def _remember(cache: OrderedDict, key: Any, value: Any, size: int = _CACHE_SIZE) -> None:
@@ -330,32 +636,16 @@ def _as_call_list(calls: Any) -> tuple[list, str | None]:
     if isinstance(calls, str):
         text = calls.strip()
         try:
-            calls = json.loads(text) if text else []
+            calls = loads_strict(text) if text else []
         except json.JSONDecodeError as exc:
             return [], f"calls: not valid JSON ({exc.msg} at position {exc.pos})"
+        except ValueError as exc:
+            return [], f"calls: {exc}"
     if isinstance(calls, dict):
         return [calls], None
     if not isinstance(calls, (list, tuple)):
         return [], f"calls: expected a list of calls, got {_json_type(calls)}"
     return list(calls), None
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
 
 
 def _short(value: Any) -> str:
@@ -472,8 +762,8 @@ def _unexpected(error: Any) -> list[str]:
     if error.validator == "additionalProperties":
         schema = error.schema
         props = schema.get("properties", {})
-        patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
-        return [k for k in instance if k not in props and not any(p.search(k) for p in patterns)]
+        patterns = list(schema.get("patternProperties", {}))
+        return [k for k in instance if k not in props and not any(ecma_search(p, k) for p in patterns)]
     match = _QUOTED_LIST.search(error.message)
     if match:
         try:
@@ -485,11 +775,20 @@ def _unexpected(error: Any) -> list[str]:
 
 
 def _closest(error: Any, prefix: tuple = ()) -> str:
+    """The failing rule of the alternative that fits the value: an alternative whose own
+    ``type`` the value has (an optional value's real schema, not its ``null`` branch)."""
     from jsonschema.exceptions import best_match
 
     if not error.context:
         return ""
-    best = best_match(error.context)
+    branches: dict[Any, list] = {}
+    for sub in error.context:
+        branch = sub.relative_schema_path[0] if sub.relative_schema_path else None
+        branches.setdefault(branch, []).append(sub)
+    fitting = [errors for errors in branches.values()
+               if not any(e.validator == "type" and not e.relative_path for e in errors)]
+    candidates = fitting[0] if fitting else next(iter(branches.values()))
+    best = candidates[0] if not fitting else best_match(candidates)
     if best is None:  # pragma: no cover
         return ""
     messages = _describe(best, prefix)

@@ -1,0 +1,241 @@
+"""The one reading of function calls, their arguments and their results.
+
+Every module that takes a call from somewhere (a generator's reply, a dataset row, an OpenAI
+``tool_calls`` entry, a Hermes ``<tool_call>`` block) reads it here, so they all agree:
+
+- ``read_arguments(raw)``: ``None`` and ``""`` (or whitespace) mean ``{}``; a JSON string is
+  decoded (also one that was encoded twice); the result must be an object. ``NaN`` and
+  ``Infinity`` are not JSON: as text (``{"t": NaN}``) or as a float they are a problem, at the
+  argument path that holds them.
+- ``parse_call(call) -> (name, arguments, problem)``: any accepted call shape (``{"name",
+  "arguments"}``, OpenAI ``{"function": {...}}``, ``{"function_name", "arguments"}``,
+  ``"parameters"`` instead of ``"arguments"``, or a JSON string of one).
+- ``read_calls(value)``: a list (or JSON string) of calls -> ``[{"name", "arguments": dict}]``;
+  raises ``CallError`` naming the call.
+- ``pair_results(messages)``: which ``tool`` message answers which call. By ``tool_call_id``;
+  by order only when the ids are absent (``Pairing.by_order`` says so); a result that answers no
+  call is an orphan (a problem, never a result with an empty name).
+- ``dumps_json(value)``: JSON text for writers; refuses NaN/Infinity instead of writing them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "CallError", "read_arguments", "parse_call", "read_calls", "loads_strict", "nonfinite_path",
+    "dumps_json", "dumps_arguments", "Pairing", "pair_results",
+]
+
+
+class CallError(ValueError):
+    """A call (or a conversation's calls and results) that cannot be read."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+
+
+def loads_strict(text: str) -> Any:
+    """``json.loads`` that refuses ``NaN``/``Infinity``/``-Infinity`` (Python's accepts them)."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def nonfinite_path(value: Any, path: str = "") -> str | None:
+    """The path (``a.b[0]``) of the first NaN or infinite float inside ``value``, else ``None``
+    (``""`` when ``value`` itself is one)."""
+    kind = type(value)
+    if kind is float:
+        return path if (value != value or value in (math.inf, -math.inf)) else None
+    if kind is dict:
+        for key, item in value.items():
+            t = type(item)
+            if t is str or t is int or t is bool or item is None:
+                continue
+            found = nonfinite_path(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif kind is list or kind is tuple:
+        for index, item in enumerate(value):
+            found = nonfinite_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    elif isinstance(value, float):  # float subclasses (numpy.float64)
+        return path if not math.isfinite(value) else None
+    return None
+
+
+def read_arguments(raw: Any) -> tuple[dict | None, str | None]:
+    """``(arguments, problem)``: the one reading of a call's arguments (see the module doc)."""
+    if raw is None:
+        return {}, None
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not text:
+            return {}, None
+        try:  # NaN/Infinity are decoded here so that the check below names their argument
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return None, f"arguments are not valid JSON ({exc.msg} at position {exc.pos})"
+        if isinstance(raw, str) and raw.strip().startswith("{"):  # encoded twice
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                pass
+    if not isinstance(raw, dict):
+        return None, f"arguments must be a JSON object, got {json_type(raw)}"
+    where = nonfinite_path(raw)
+    if where is not None:
+        return None, f"argument {where!r}: {_short_float(raw, where)} is not a JSON number (NaN and Infinity are invalid argument values)"
+    return raw, None
+
+
+def _short_float(arguments: dict, where: str) -> str:
+    value: Any = arguments
+    for part in _path_parts(where):
+        value = value[part]
+    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _path_parts(path: str) -> list:
+    parts: list = []
+    for piece in path.replace("[", ".[").split("."):
+        if piece.startswith("["):
+            parts.append(int(piece[1:-1]))
+        elif piece:
+            parts.append(piece)
+    return parts
+
+
+def parse_call(call: Any) -> tuple[str | None, dict | None, str | None]:
+    """``(name, arguments, problem)`` of one call in any accepted shape."""
+    if isinstance(call, str):
+        try:
+            call = loads_strict(call)
+        except ValueError:
+            return None, None, "not a call object (a string that is not JSON)"
+    if not isinstance(call, dict):
+        return None, None, f"not a call object (got {type(call).__name__})"
+    function = call.get("function")
+    body = function if isinstance(function, dict) else call
+    name = body.get("name")
+    if name is None:
+        name = body.get("function_name")
+    if not isinstance(name, str) or not name:
+        return None, None, "has no function name"
+    if "arguments" in body:
+        raw = body["arguments"]
+    else:
+        raw = body.get("parameters")
+    arguments, problem = read_arguments(raw)
+    return name, arguments, problem
+
+
+def read_calls(value: Any) -> list[dict]:
+    """Calls (a list, one call, or a JSON string of either; ``None``/``""`` is no call) ->
+    ``[{"name", "arguments": dict}]``. Raises ``CallError`` for the first unreadable call."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        try:
+            value = loads_strict(text)
+        except ValueError as exc:
+            raise CallError(f"calls are not valid JSON: {exc}") from None
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise CallError(f"calls: expected a list of calls, got {json_type(value)}")
+    out = []
+    for index, call in enumerate(value):
+        name, arguments, problem = parse_call(call)
+        if problem:
+            label = f"call {index} ({name})" if name else f"call {index}"
+            raise CallError(f"{label}: {problem}")
+        out.append({"name": name, "arguments": arguments})
+    return out
+
+
+def dumps_json(value: Any, **kwargs: Any) -> str:
+    """JSON text (non-ASCII kept) for any writer; raises ``ValueError`` on NaN/Infinity."""
+    kwargs.setdefault("ensure_ascii", False)
+    return json.dumps(value, allow_nan=False, **kwargs)
+
+
+def dumps_arguments(arguments: dict) -> str:
+    """A call's arguments as the JSON string OpenAI's ``tool_calls`` carry."""
+    return dumps_json(arguments)
+
+
+@dataclass
+class Pairing:
+    """Which call each ``tool`` message answers.
+
+    ``results``: ``{message index: (call id or None, function name)}``; ``orphans``: indices of
+    tool messages that answer no call; ``by_order``: some result had no ``tool_call_id`` and was
+    paired with the oldest unanswered call of its turn; ``problems``: one line per orphan."""
+
+    results: dict[int, tuple[str | None, str]] = field(default_factory=dict)
+    orphans: list[int] = field(default_factory=list)
+    by_order: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+def pair_results(messages: list[dict]) -> Pairing:
+    """Pair each ``tool`` message of OpenAI chat ``messages`` with the call it answers."""
+    pairing = Pairing()
+    open_calls: list[tuple[str | None, str]] = []  # unanswered calls of the latest assistant turn
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        role = message.get("role")
+        if role == "assistant":
+            open_calls = []
+            for call in message.get("tool_calls") or []:
+                name, _, _ = parse_call(call)
+                call_id = call.get("id") if isinstance(call, dict) else None
+                open_calls.append((call_id if isinstance(call_id, str) and call_id else None, name or ""))
+        elif role == "user":
+            open_calls = []
+        elif role == "tool":
+            wanted = message.get("tool_call_id")
+            match = None
+            if isinstance(wanted, str) and wanted:
+                match = next((c for c in open_calls if c[0] == wanted), None)
+            else:
+                named = message.get("name")
+                match = next((c for c in open_calls if not named or c[1] == named), None)
+                if match is not None:
+                    pairing.by_order = True
+            if match is None:
+                pairing.orphans.append(index)
+                detail = f"id {wanted!r}" if wanted else "no tool_call_id"
+                pairing.problems.append(f"orphan_result: message {index} (tool, {detail}) answers no earlier call")
+                continue
+            open_calls.remove(match)
+            pairing.results[index] = match
+    return pairing
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a value's type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
