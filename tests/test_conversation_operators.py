@@ -732,3 +732,21 @@ def test_scenario_prompt_keeps_the_user_request_after_a_long_tool_list():
     no_user = [{"role": "system", "content": tools}, {"role": "assistant", "content": "Hello"}]
     (outcome,) = ScenarioExtractor(llm_serving=serving).process_batch([{"chat": no_user}])
     assert outcome.status == "failed" and outcome.reason.startswith("invalid_input: the chat has no user turn")
+
+
+def test_sequential_follow_up_must_use_task_a_result():
+    from dataflow.operators.conversations.tasks import unused_result
+
+    assert unused_result("Split that amount among 4 friends.", "the amount in EUR") is None
+    assert unused_result("Convert the price to yen.", "the price in EUR") is None  # names A's result
+    assert unused_result("What's the temperature in Lisbon?", "the weather forecast").startswith("unused_result:")
+
+    def responder(messages, schema):
+        again = "rejected" in messages[-1]["content"]
+        return {"a_result": "the forecast", "subsequent_task": "Pack a bag for it." if again else "What's the time in Oslo?",
+                "composition_task": "Get the forecast and pack for it."}
+
+    serving = FakeLLMServing(responder)
+    (outcome,) = SequentialTaskGenerator(llm_serving=serving).process_batch([{"atom_task": "Get the Lisbon forecast."}])
+    assert outcome.status == "ok" and outcome.rows[0]["subsequent_task"] == "Pack a bag for it."
+    assert "unused_result" in serving.calls[1][0][-1]["content"]

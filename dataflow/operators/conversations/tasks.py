@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -101,7 +102,7 @@ class SequentialTaskGenerator(StructuredLLMOperator):
             problem = composition_problem(
                 [("task A", text_value(row, input_task_key)), ("subsequent_task", reply.subsequent_task)],
                 reply.composition_task,
-            )
+            ) or unused_result(reply.subsequent_task, reply.a_result)
             if problem:
                 raise Reask(
                     f"{problem}. Task B must be a different action that uses A's result ({reply.a_result}).",
@@ -124,6 +125,23 @@ class SequentialTaskGenerator(StructuredLLMOperator):
             finish,
             max_reasks=self.max_reasks,
         )
+
+
+_REFERENCE = re.compile(r"\b(it|its|that|this|those|these|them|they|result|results|answer|above)\b", re.IGNORECASE)
+
+
+def unused_result(subsequent_task: str, a_result: str) -> str | None:
+    """``unused_result: ...`` when the follow-up neither refers back ("it", "that", "the
+    result") nor names a word of A's result: then it does not need A's output and the
+    composition is two unrelated requests, not a sequence."""
+    from ...quality import normalize_text
+
+    if _REFERENCE.search(subsequent_task):
+        return None
+    result_words = {w for w in normalize_text(a_result).split() if len(w) > 3}
+    if result_words & set(normalize_text(subsequent_task).split()):
+        return None
+    return f"unused_result: the follow-up ({subsequent_task!r}) does not use A's result ({a_result!r})"
 
 
 def composition_problem(tasks: list[tuple[str, str]], composition: str) -> str | None:
