@@ -2,7 +2,9 @@
 
 Offline and idempotent. A record of what was copied (``.dataflow-init.json``: path -> sha256)
 tells a file the user edited (kept, unless ``force``) from an old copy of ours that a newer
-release may update. Files are written atomically.
+release may update. Files are written atomically. Nothing is written through or over a symbolic
+link below the destination folder (``api_pipelines -> elsewhere``): such a link is a
+``ConfigError`` naming it, raised before any file is written. The destination itself may be a link.
 """
 
 from __future__ import annotations
@@ -81,6 +83,28 @@ def _load_record(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
+def _links_on_the_way(dest: Path, rels: list[str]) -> list[tuple[str, str]]:
+    """Every symbolic link among the folders and files below ``dest`` that writing ``rels``
+    would go through or replace, as ``(relative path, link target)``."""
+    seen: dict[str, str] = {}
+    for rel in rels:
+        parts = Path(rel).parts
+        for depth in range(1, len(parts) + 1):
+            partial = Path(*parts[:depth]).as_posix()
+            if partial in seen:
+                break
+            path = dest / partial
+            if path.is_symlink():
+                try:
+                    seen[partial] = os.readlink(path)
+                except OSError:
+                    seen[partial] = "?"
+                break
+            if not path.is_dir():
+                break
+    return [(rel, target) for rel, target in seen.items()]
+
+
 def copy_scaffold(dest: str | os.PathLike[str], force: bool = False) -> InitResult:
     """Copy ``api_pipelines/`` and ``example_data/`` into ``dest``.
 
@@ -95,35 +119,41 @@ def copy_scaffold(dest: str | os.PathLike[str], force: bool = False) -> InitResu
     except OSError as exc:
         raise ConfigError(f"cannot create the folder {dest}: {exc.strerror or exc}") from None
     record_path = dest / RECORD_FILE
+    plan = [(source, (Path(folder) / source.relative_to(root)).as_posix())
+            for folder in SCAFFOLD_FOLDERS for root in [scaffold_source(folder)] for source in _iter_files(root)]
+    links = _links_on_the_way(dest, [RECORD_FILE, *(rel for _, rel in plan)])
+    if links:
+        shown = ", ".join(f"{rel} -> {target}" for rel, target in links[:5]) + (" ..." if len(links) > 5 else "")
+        raise ConfigError(
+            f"dataflow init will not write through symbolic links in {dest.absolute()} ({shown}) — remove the link(s), "
+            "or run dataflow init in the folder the link points to"
+        )
     record = _load_record(record_path)
     result = InitResult()
-    for folder in SCAFFOLD_FOLDERS:
-        source_root = scaffold_source(folder)
-        for source in _iter_files(source_root):
-            rel = (Path(folder) / source.relative_to(source_root)).as_posix()
-            target = dest / rel
-            data = source.read_bytes()
-            digest = _sha(data)
-            if target.is_file():
-                current = _sha(target.read_bytes())
-                if current == digest:
-                    result.identical.append(rel)
-                    record[rel] = digest
-                    continue
-                if force:
-                    result.overwritten.append(rel)
-                elif record.get(rel) == current:  # our earlier copy, not edited: update it
-                    result.updated.append(rel)
-                else:
-                    result.kept.append(rel)
-                    continue
-            elif target.exists():  # e.g. a folder where a file should go
+    for source, rel in plan:
+        target = dest / rel
+        data = source.read_bytes()
+        digest = _sha(data)
+        if target.is_file():
+            current = _sha(target.read_bytes())
+            if current == digest:
+                result.identical.append(rel)
+                record[rel] = digest
+                continue
+            if force:
+                result.overwritten.append(rel)
+            elif record.get(rel) == current:  # our earlier copy, not edited: update it
+                result.updated.append(rel)
+            else:
                 result.kept.append(rel)
                 continue
-            else:
-                result.copied.append(rel)
-            atomic_write_bytes(target, data)
-            os.chmod(target, (source.stat().st_mode & 0o777) | 0o200)
-            record[rel] = digest
+        elif target.exists():  # e.g. a folder where a file should go
+            result.kept.append(rel)
+            continue
+        else:
+            result.copied.append(rel)
+        atomic_write_bytes(target, data)
+        os.chmod(target, (source.stat().st_mode & 0o777) | 0o200)
+        record[rel] = digest
     atomic_write_bytes(record_path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
     return result

@@ -7,14 +7,22 @@ when it writes the reply (so a reordered schema is a new request). Only successf
 stored, with their ``finish_reason`` (a reply cut at max_tokens stays known as cut). Each reply is committed as it arrives (SQLite in WAL mode,
 ``synchronous=NORMAL``: a killed process loses nothing committed), so a crash mid-batch loses no
 finished request and a rerun of unchanged requests makes no HTTP call.
+
+The cache file is never opened through a link: a symbolic link (dangling or not) or a hard link at
+its name, or a link at one of SQLite's side files (``-wal``, ``-shm``, ``-journal``), is refused,
+as is a database with tables that are not ours. A file that is not a usable SQLite database is a
+``ConfigError`` naming it (delete it: it only holds cached replies), never a ``DatabaseError``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +30,8 @@ from typing import Any, Iterable, Sequence
 
 CACHE_FILE_NAME = "llm_responses.sqlite"
 _SCHEMA_VERSION = 1
+_COLUMNS = ("key", "model", "response", "created")
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def request_key(
@@ -80,15 +90,79 @@ class ResponseCache:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             os.makedirs(self.directory, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS responses ("
-                " key TEXT PRIMARY KEY, model TEXT, response TEXT NOT NULL, created REAL)"
-            )
+            fd, identity = self._open_regular_file()
+            conn = None
+            try:
+                conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+                if _identity(os.lstat(self.path)) != identity:  # replaced between our check and SQLite's open
+                    raise self._unusable("it was replaced while being opened")
+                tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if tables - {"responses"}:
+                    raise self._unusable(f"it holds other tables ({', '.join(sorted(tables - {'responses'}))[:200]}),"
+                                         " so it belongs to another program")
+                if "responses" in tables:
+                    columns = tuple(row[1] for row in conn.execute("PRAGMA table_info(responses)"))
+                    if columns != _COLUMNS:
+                        raise self._unusable("its responses table is not the one dataflow writes")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS responses ("
+                    " key TEXT PRIMARY KEY, model TEXT, response TEXT NOT NULL, created REAL)"
+                )
+            except BaseException as exc:
+                if conn is not None:
+                    conn.close()
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise self._unusable(str(exc)) from None
+                raise
+            finally:
+                os.close(fd)
             self._conn = conn
         return self._conn
+
+    def _open_regular_file(self) -> tuple[int, tuple[int, int]]:
+        """Create or open the cache file without following a link (``O_NOFOLLOW``); refuse
+        anything but a regular file with one name, and links at SQLite's side files. Returns
+        the open descriptor (held until SQLite has opened the same file) and the file's identity."""
+        for suffix in _SIDE_FILES:
+            side = self.path + suffix
+            if os.path.islink(side):
+                raise self._unusable(f"{side} is a symbolic link; remove it", link=True)
+        if os.path.islink(self.path):  # also where O_NOFOLLOW does not exist
+            raise self._unusable("it is a symbolic link" + _link_target(self.path), link=True)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._unusable("it is a symbolic link" + _link_target(self.path), link=True) from None
+            raise self._unusable(exc.strerror or str(exc)) from None
+        info = os.fstat(fd)
+        problem = ("it is not a regular file" if not stat.S_ISREG(info.st_mode)
+                   else f"it is a hard link ({info.st_nlink} names for one file)" if info.st_nlink > 1 else "")
+        if problem:
+            os.close(fd)
+            raise self._unusable(problem, link=True)
+        return fd, _identity(info)
+
+    def _unusable(self, reason: str, link: bool = False) -> Exception:
+        from ..core.errors import ConfigError
+
+        hint = ("remove the link; the response cache is only ever a regular file of the cache folder"
+                if link else "if the file is damaged or not dataflow's, delete or move it (it only holds "
+                "cached LLM replies) and rerun")
+        return ConfigError(f"cannot use the LLM response cache {self.path}: {reason} — {hint}")
+
+    @contextlib.contextmanager
+    def _database(self):
+        """The connection, under the lock; a database error names the file (``ConfigError``)."""
+        with self._lock:
+            conn = self._connect()
+            try:
+                yield conn
+            except sqlite3.DatabaseError as exc:
+                raise self._unusable(str(exc)) from None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, CachedResponse]:
         """The cached replies among ``keys``."""
@@ -96,8 +170,7 @@ class ResponseCache:
         found: dict[str, CachedResponse] = {}
         if not wanted:
             return found
-        with self._lock:
-            conn = self._connect()
+        with self._database() as conn:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start:start + 500]
                 marks = ",".join("?" * len(chunk))
@@ -122,8 +195,7 @@ class ResponseCache:
             return
         now = time.time()
         rows = [(key, model, _encode(resp), now) for key, resp, model in items]
-        with self._lock:
-            conn = self._connect()
+        with self._database() as conn:
             conn.execute("BEGIN")
             try:
                 conn.executemany(
@@ -136,12 +208,12 @@ class ResponseCache:
             conn.execute("COMMIT")
 
     def __len__(self) -> int:
-        with self._lock:
-            return int(self._connect().execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+        with self._database() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     def clear(self) -> None:
-        with self._lock:
-            self._connect().execute("DELETE FROM responses")
+        with self._database() as conn:
+            conn.execute("DELETE FROM responses")
 
     def close(self) -> None:
         with self._lock:
@@ -161,6 +233,17 @@ class ResponseCache:
 
     def __repr__(self) -> str:
         return f"ResponseCache({self.path!r})"
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
+
+
+def _link_target(path: str) -> str:
+    try:
+        return f" (to {os.readlink(path)})"
+    except OSError:
+        return ""
 
 
 def _encode(resp: CachedResponse) -> str:

@@ -114,6 +114,11 @@ def _read_jsonl(path: Path, data: bytes) -> Table:
     raise AssertionError("unreachable: the fast path failed but no line is wrong")  # pragma: no cover
 
 
+def _too_deep(path: Path, line: int | None = None) -> Exception:
+    return _input_error(path, f"invalid JSON: {jsonio.TOO_DEEP}", line=line,
+                        hint="rows must be JSON objects of ordinary depth")
+
+
 def _json_msg(exc: ValueError) -> str:
     msg = getattr(exc, "msg", None) or str(exc)
     col = getattr(exc, "colno", None)
@@ -148,7 +153,7 @@ def _read_json(path: Path, data: bytes) -> Table:
     try:
         value = jsonio.loads(text)
     except ValueError:
-        try:
+        try:  # the standard library's reader names the line and column
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             if exc.msg == "Extra data":  # JSON Lines saved as .json: read it as such
@@ -157,6 +162,8 @@ def _read_json(path: Path, data: bytes) -> Table:
                 path, f"invalid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno,
                 hint="a .json file must hold one array of row objects",
             ) from None
+        except RecursionError:
+            raise _too_deep(path) from None
     if isinstance(value, dict):
         lists = [v for v in value.values() if isinstance(v, list)]
         raise _input_error(
@@ -338,7 +345,13 @@ def _read_parquet(path: Path, column_types: dict[str, str] | None) -> Table:
     meta = table.schema.metadata or {}
     kinds = dict(column_types or {})
     if not kinds and PARQUET_TYPES_KEY in meta:
-        kinds = jsonio.loads(meta[PARQUET_TYPES_KEY])
+        try:
+            kinds = jsonio.loads(meta[PARQUET_TYPES_KEY])
+        except ValueError:
+            kinds = None
+        if not isinstance(kinds, dict):
+            raise _input_error(path, f"its {PARQUET_TYPES_KEY.decode()} metadata is not a JSON object",
+                               hint="was the file written by another program? remove that metadata key")
     columns = [str(n) for n in table.column_names]
     simple = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer, pa.types.is_boolean, pa.types.is_null)
     loads = jsonio.fast_loads()
@@ -346,7 +359,11 @@ def _read_parquet(path: Path, column_types: dict[str, str] | None) -> Table:
     for index, (name, arrow_field) in enumerate(zip(columns, table.schema)):
         column = table.column(index).to_pylist()
         if kinds.get(name) == "json":
-            column = [loads(v) if v is not None else None for v in column]
+            try:
+                column = [loads(v) if v is not None else None for v in column]
+            except (ValueError, TypeError) as exc:
+                raise _input_error(path, f"column {name!r} holds invalid JSON: {_json_msg(exc)}",
+                                   hint="the file's metadata says the column holds JSON text") from None
         elif pa.types.is_floating(arrow_field.type):
             column = [v if v == v else None for v in column]  # NaN -> None
         elif not any(check(arrow_field.type) for check in simple):

@@ -51,15 +51,24 @@ def _clean_nan(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON bytes of ``value``."""
+    """Compact UTF-8 JSON bytes of ``value``. ``ValueError`` when it is nested too deeply for
+    the JSON writer (orjson stops at 255 levels; the standard library, tried next, near the
+    interpreter's recursion limit)."""
     if _orjson is not None:
-        return _orjson.dumps(
-            value, default=_default, option=_orjson.OPT_SERIALIZE_NUMPY | _orjson.OPT_NON_STR_KEYS
-        )
+        try:
+            return _orjson.dumps(
+                value, default=_default, option=_orjson.OPT_SERIALIZE_NUMPY | _orjson.OPT_NON_STR_KEYS
+            )
+        except _orjson.JSONEncodeError as exc:
+            if "recursion" not in str(exc).lower():
+                raise
     try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default, allow_nan=False)
-    except ValueError:  # NaN or inf somewhere: write null instead
-        text = json.dumps(_clean_nan(value), ensure_ascii=False, separators=(",", ":"), default=_default)
+        try:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default, allow_nan=False)
+        except ValueError:  # NaN or inf somewhere: write null instead
+            text = json.dumps(_clean_nan(value), ensure_ascii=False, separators=(",", ":"), default=_default)
+    except RecursionError:
+        raise ValueError("a value is nested too deeply to store as JSON") from None
     return text.encode("utf-8")
 
 
@@ -68,16 +77,30 @@ def dumps_str(value: Any) -> str:
     return dumps(value).decode("utf-8")
 
 
+#: the message of a ``ValueError`` for JSON nested deeper than the parser goes
+TOO_DEEP = "nested too deeply (more levels of arrays and objects than the JSON reader allows)"
+
+
 def loads(data: bytes | str) -> Any:
-    """Parse JSON text or UTF-8 bytes; raises ``ValueError`` (a ``json.JSONDecodeError``)."""
+    """Parse JSON text or UTF-8 bytes; raises ``ValueError`` (a ``json.JSONDecodeError`` for
+    bad syntax), also for a value nested too deeply to parse (orjson stops at 1024 levels, the
+    standard library near the recursion limit), never ``RecursionError``."""
     if _orjson is not None:
         return _orjson.loads(data)
-    return json.loads(data)
+    return _std_loads(data)
+
+
+def _std_loads(data: bytes | str) -> Any:
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError(TOO_DEEP) from None
 
 
 def fast_loads() -> Callable[[str], Any]:
-    """The fastest available parser of one JSON text (for tight loops)."""
-    return _orjson.loads if _orjson is not None else json.loads
+    """The fastest available parser of one JSON text (for tight loops); raises ``ValueError``
+    like ``loads``."""
+    return _orjson.loads if _orjson is not None else _std_loads
 
 
 def to_native(value: Any) -> Any:

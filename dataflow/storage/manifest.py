@@ -17,7 +17,7 @@ from .atomic import atomic_write_bytes, sha256_file
 
 __all__ = [
     "IDENTITY_KEYS", "manifest_path", "rejected_path", "load_manifest", "write_manifest",
-    "identity_matches", "data_matches",
+    "identity_matches", "data_matches", "well_formed",
 ]
 
 #: keys that must be equal for a finished step to be reused
@@ -39,12 +39,56 @@ def rejected_path(data_path: str | Path) -> Path:
 
 
 def load_manifest(path: str | Path) -> dict[str, Any] | None:
-    """The manifest at ``path`` (a manifest file), or None when missing or unreadable."""
+    """The manifest at ``path`` (a manifest file), or None when it is missing, unreadable, nested
+    too deeply for the JSON reader, or not shaped like a manifest (see ``well_formed``). None
+    means "no manifest": the step file is read without it and never reused as a finished step."""
     try:
         value = json.loads(Path(path).read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
-    return value if isinstance(value, dict) else None
+    return value if well_formed(value) else None
+
+
+_COUNT_KEYS = ("rows_in", "rows_out", "kept", "failed", "filtered")
+_REASON_KEYS = ("failed_by_reason", "filtered_by_reason", "advisory_by_reason")
+_COLUMN_KINDS = frozenset({"str", "str|null", "int", "float", "bool", "null", "json"})
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def well_formed(value: Any) -> bool:
+    """Whether ``value`` has the types every reader of a manifest relies on: a JSON object whose
+    ``counts`` (when present) holds non-negative integer counts and ``{reason: count}`` objects,
+    ``size`` an integer, ``sha256`` a string, ``columns`` a list of strings and ``column_types``
+    an object of known column kinds. Anything else (hand edits, another program's file, a hostile
+    file) is treated as no manifest rather than trusted."""
+    if not isinstance(value, dict):
+        return False
+    counts = value.get("counts")
+    if counts is not None:
+        if not isinstance(counts, dict):
+            return False
+        if not all(_count(counts[k]) for k in _COUNT_KEYS if k in counts):
+            return False
+        for key in _REASON_KEYS:
+            by_reason = counts.get(key)
+            if by_reason is not None and not (
+                    isinstance(by_reason, dict) and all(_count(n) for n in by_reason.values())):
+                return False
+    if "size" in value and not _count(value["size"]):
+        return False
+    if "sha256" in value and not isinstance(value["sha256"], str):
+        return False
+    columns = value.get("columns")
+    if columns is not None and not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+        return False
+    kinds = value.get("column_types")
+    if kinds is not None and not (
+            isinstance(kinds, dict) and all(isinstance(k, str) and k in _COLUMN_KINDS for k in kinds.values())):
+        return False
+    return True
 
 
 def normalize(value: Any) -> Any:
@@ -61,9 +105,12 @@ def write_manifest(path: str | Path, manifest: dict[str, Any]) -> None:
 
 def identity_matches(previous: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """True when every identity entry of ``wanted`` equals the one in ``previous``."""
-    for key in set(IDENTITY_KEYS) | (set(wanted) - _RESULT_KEYS):
-        if normalize(wanted.get(key)) != previous.get(key):
-            return False
+    try:
+        for key in set(IDENTITY_KEYS) | (set(wanted) - _RESULT_KEYS):
+            if normalize(wanted.get(key)) != previous.get(key):
+                return False
+    except RecursionError:  # a manifest value nested too deeply to compare: not ours
+        return False
     return True
 
 
