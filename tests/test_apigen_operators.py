@@ -107,6 +107,9 @@ def test_generator_schema_holds_the_reply_to_the_rows_tools_pair_count_and_style
 
     none = pairs_schema([BY_NAME["prime_factors"]], 1, "irrelevance")["properties"]["pairs"]["items"]["properties"]["answers"]
     assert none["maxItems"] == 0
+    numbers = pairs_schema([BY_NAME["describe_numbers"]], 1, "simple")["properties"]["pairs"]["items"]["properties"]
+    assert numbers["answers"]["items"]["anyOf"][0]["properties"]["arguments"]["properties"]["numbers"]["maxItems"] == 10
+    assert BY_NAME["describe_numbers"]["function"]["parameters"]["properties"]["numbers"]["maxItems"] == 100  # tool untouched
 
 
 def test_generator_malformed_missing_and_failed_replies_fail_the_row_with_reason():

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ...core import RowOutcome, RunReport, merge_row
 from ...core.errors import ConfigError
@@ -46,6 +46,13 @@ STYLE_INSTRUCTIONS = {
 class Call(BaseModel):
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("arguments", mode="before")
+    @classmethod
+    def _one_reading(cls, value: Any) -> dict:  # a JSON string, "" or null read as everywhere else
+        from ...tools.calls import arguments_or_raise
+
+        return arguments_or_raise(value)
 
 
 class Pair(BaseModel):
@@ -248,6 +255,7 @@ class APIGenGenerator(StructuredLLMOperator):
 CALLS_PER_STYLE = {"simple": (1, 1), "multiple": (1, 1), "parallel": (2, 4), "parallel_multiple": (2, 4),
                    "irrelevance": (0, 0)}
 QUERY_CHARS = 400
+ARGUMENT_ITEMS = 10  # bound on array arguments in the decoding schema (a small model lists 1..100 otherwise)
 
 
 def pairs_schema(tools: list[dict], num_pairs: int, style: str) -> dict:
@@ -259,6 +267,7 @@ def pairs_schema(tools: list[dict], num_pairs: int, style: str) -> dict:
 
     low, high = CALLS_PER_STYLE[style]
     call = assistant_reply_schema(tools, 1)["properties"]["tool_calls"]["items"]
+    _bound_arrays(call, ARGUMENT_ITEMS)
     answers: dict[str, Any] = {"type": "array", "minItems": low, "maxItems": high, "items": call}
     pair = {"type": "object", "properties": {"query": {"type": "string", "minLength": 10, "maxLength": QUERY_CHARS},
                                              "answers": answers},
@@ -266,6 +275,18 @@ def pairs_schema(tools: list[dict], num_pairs: int, style: str) -> dict:
     return {"title": GeneratedPairs.__name__, "type": "object",
             "properties": {"pairs": {"type": "array", "minItems": num_pairs, "maxItems": num_pairs, "items": pair}},
             "required": ["pairs"], "additionalProperties": False}
+
+
+def _bound_arrays(node: Any, most: int) -> None:
+    """Give every array schema ``maxItems`` of at most ``most`` (decoding schema only)."""
+    if isinstance(node, dict):
+        if node.get("type") == "array":
+            node["maxItems"] = min(int(node.get("maxItems", most)), most)
+        for value in node.values():
+            _bound_arrays(value, most)
+    elif isinstance(node, list):
+        for value in node:
+            _bound_arrays(value, most)
 
 
 def _style_weights(styles: Any) -> dict[str, float]:
