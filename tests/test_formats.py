@@ -119,7 +119,7 @@ def test_xlam_row_round_trip():
     assert back["answers"] == CALLS and back["tools"] == [TOOL]
     xlam_dialect = to_xlam_row("Weather?", CALLS, [TOOL], tool_dialect="xlam")
     params = json.loads(xlam_dialect["tools"])[0]["parameters"]
-    assert params == {"city": {"description": "", "type": "str"}, "days": {"description": "", "type": "int, optional"}}
+    assert params == {"city": {"type": "str"}, "days": {"type": "int, optional"}}
     assert read_xlam_row(xlam_dialect)["answers"] == CALLS
 
 

@@ -4,6 +4,7 @@
     dataflow apigen verify   --generated-query-answer-path --function-definitions-path --verified-query-answer-path
     dataflow split   --input-file-path --train-output-path --val-output-path [--test-output-path] --test-size
     dataflow convert --input-path --output-path [--format chat_message|openai|hermes|xlam]
+                     [--input-format rows|xlam|chat_message|glaive|sharegpt|hermes|openai]
 
 The LLM backend comes from the environment (``DF_API_URL``/``DF_MODEL``/``DF_API_KEY``, else the
 embedded model), or from ``--api-url``/``--model``. ``register(main_group)`` adds them to a group.
@@ -173,7 +174,7 @@ def verify(generated_query_answer_path: str, function_definitions_path: str, ver
         if missing:
             raise InputFileError(generated_query_answer_path, f"row {number} has no {' or '.join(map(repr, missing))}",
                                  hint="each row needs a 'query' and its 'answers' (or 'function_calls')")
-        row.setdefault("tools", tools)
+        row.setdefault("tools", tools)  # a row's own tools win, in every stage
         if "answers" not in row and "function_calls" in row:
             row["answers"] = row["function_calls"]
     rejected: list[dict] = []
@@ -194,7 +195,7 @@ def verify(generated_query_answer_path: str, function_definitions_path: str, ver
         reports.append(report)
         return kept
 
-    rows = stage(FormatChecker(tools=tools), rows)
+    rows = stage(FormatChecker(allow_dots=True), rows)
     if tools_module:
         rows = stage(ExecutionChecker(tools_module, timeout=timeout, memory_mb=memory_mb), rows)
     if semantic:
@@ -240,6 +241,10 @@ def split(input_file_path: str, train_output_path: str, val_output_path: str, te
         click.echo(f"  {signature}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v or k != "test"), err=True)
 
 
+INPUT_FORMATS = ("rows", "xlam", "chat_message", "glaive", "sharegpt", "hermes", "openai")
+MAX_ERROR_LINES = 20
+
+
 @click.command("convert")
 @click.option("--input-path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--output-path", required=True, type=click.Path(dir_okay=False))
@@ -249,33 +254,81 @@ def split(input_file_path: str, train_output_path: str, val_output_path: str, te
               help="System prompt file (chat_message / openai / hermes).")
 @click.option("--function-definitions-path", type=click.Path(exists=True), default=None,
               help="Tools for rows that carry none.")
-@click.option("--input-format", type=click.Choice(["rows", "xlam", "glaive"]), default="rows", show_default=True,
-              help="rows: query + answers/function_calls (+ tools); xlam / glaive: read those datasets.")
+@click.option("--input-format", type=click.Choice(INPUT_FORMATS), default="rows", show_default=True,
+              help="rows: query + answers/function_calls (+ tools); xlam / chat_message: those single-turn rows; "
+                   "glaive, sharegpt (LLaMA-Factory function_call/observation), hermes, openai: conversations.")
 def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str | None,
             function_definitions_path: str | None, input_format: str) -> None:
-    """Convert query/answer rows to a fine-tuning format."""
-    from ..operators.formats import convert_row, openai_messages_to_hermes, read_glaive_row, read_xlam_row
+    """Convert rows to a fine-tuning format. A row that cannot be read or written is a row error
+    (file and line on stderr, the row in <output>.rejected.jsonl); the other rows are written."""
+    from ..core.errors import InputFileError, ToolSpecError
+    from ..operators.formats import CONVERSATION_READERS, READERS, RowError, conversation_to, convert_row
 
     system_prompt = Path(system_prompt_path).read_text(encoding="utf-8").strip() if system_prompt_path else None
     tools = _load_tools(function_definitions_path) if function_definitions_path else None
-    out = []
-    for row in read_rows(input_path):
-        if input_format == "glaive":
-            chat = read_glaive_row(row)
-            if fmt == "hermes":
-                out.append(openai_messages_to_hermes(chat["messages"], chat["tools"], system_prompt))
-            elif fmt == "openai":
-                out.append(chat)
+    if input_format in CONVERSATION_READERS and fmt not in ("openai", "hermes"):
+        raise click.BadParameter(f"{input_format} conversations convert to openai or hermes", param_hint="--format")
+    if fmt == "chat_message" and system_prompt is None:
+        system_prompt = DEFAULT_SYSTEM_PROMPT
+    rows = read_rows(input_path)
+    lines = _row_lines(input_path, len(rows))
+    out, rejected, names, by_order = [], [], {}, 0
+    for row, line in zip(rows, lines):
+        notes: list[str] = []
+        try:
+            if input_format in CONVERSATION_READERS:
+                chat = READERS[input_format](row)
+                if tools and not chat["tools"]:
+                    chat["tools"] = tools
+                out.append(conversation_to(chat, fmt, system_prompt=system_prompt, names=names, notes=notes))
             else:
-                raise click.BadParameter("glaive conversations convert to openai or hermes", param_hint="--format")
+                if input_format == "rows":
+                    if not isinstance(row.get("query"), str) or ("answers" not in row and "function_calls" not in row):
+                        raise RowError("expected a row with a 'query' text and 'answers' (or 'function_calls')")
+                else:
+                    row = READERS[input_format](row)
+                out.append(convert_row(row, fmt, system_prompt=system_prompt,
+                                       tools=tools if not row.get("tools") else None, names=names, notes=notes))
+        except (ValueError, ToolSpecError, TypeError, KeyError) as exc:
+            reason = str(exc) if not isinstance(exc, KeyError) else f"missing field {exc}"
+            rejected.append({**row, "_line": line, "_reason": reason})
             continue
-        if input_format == "xlam":
-            row = read_xlam_row(row)
-        if fmt == "chat_message" and system_prompt is None:
-            system_prompt = DEFAULT_SYSTEM_PROMPT
-        out.append(convert_row(row, fmt, system_prompt=system_prompt, tools=tools if not row.get("tools") else None))
+        by_order += bool(notes)
+    for entry in rejected[:MAX_ERROR_LINES]:
+        click.echo(f"{input_path}:{entry['_line']}: row error: {entry['_reason']}", err=True)
+    if len(rejected) > MAX_ERROR_LINES:
+        click.echo(f"... {len(rejected) - MAX_ERROR_LINES} more row errors", err=True)
+    if not out:
+        first = rejected[0] if rejected else {"_line": "?", "_reason": "no rows"}
+        raise InputFileError(input_path, f"no row could be converted ({len(rejected)} row errors; first: "
+                                         f"{first['_reason']})", line=first["_line"] if isinstance(first["_line"], int) else None,
+                             hint=f"check --input-format (one of {', '.join(INPUT_FORMATS)})")
     write_rows(output_path, out)
-    click.echo(f"wrote {len(out)} rows in {fmt} format to {output_path}")
+    if rejected:
+        write_rows(_rejected_path(output_path), rejected)
+    if names:
+        from ..storage.atomic import atomic_write_text
+
+        names_path = Path(output_path).with_suffix(".tool_names.json")
+        atomic_write_text(names_path, json.dumps(names, indent=2, ensure_ascii=False) + "\n")
+        click.echo(f"renamed {len(names)} tool names OpenAI refuses ('.' and other characters -> '_'); "
+                   f"mapping in {names_path}", err=True)
+    if by_order:
+        click.echo(f"{by_order} rows: tool results without tool_call_id were paired with the calls by order", err=True)
+    errors = f" ({len(rejected)} row errors in {_rejected_path(output_path)})" if rejected else ""
+    click.echo(f"wrote {len(out)} rows in {fmt} format to {output_path}{errors}")
+
+
+def _row_lines(path: str | Path, count: int) -> list[int]:
+    """The line of each row in a JSONL file (blank lines skipped), else its row number."""
+    p = Path(path)
+    from ..storage.formats import format_of
+
+    if (format_of(p) or "jsonl") == "jsonl":
+        numbers = [n for n, line in enumerate(p.read_bytes().split(b"\n"), 1) if line.strip()]
+        if len(numbers) == count:
+            return numbers
+    return list(range(1, count + 1))
 
 
 def _load_tools(path: str) -> list[dict]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "CallError", "read_arguments", "parse_call", "read_calls", "loads_strict", "nonfinite_path",
+    "CallError", "read_arguments", "arguments_or_raise", "parse_call", "read_calls", "loads_strict", "nonfinite_path",
     "dumps_json", "dumps_arguments", "Pairing", "pair_results",
 ]
 
@@ -108,6 +108,15 @@ def _path_parts(path: str) -> list:
         elif piece:
             parts.append(piece)
     return parts
+
+
+def arguments_or_raise(raw: Any) -> dict:
+    """``read_arguments`` for a pydantic ``field_validator(mode="before")``: the arguments, or
+    ``ValueError`` with the problem (so a reply model reads arguments like everything else)."""
+    arguments, problem = read_arguments(raw)
+    if problem:
+        raise ValueError(problem)
+    return arguments  # type: ignore[return-value]
 
 
 def parse_call(call: Any) -> tuple[str | None, dict | None, str | None]:

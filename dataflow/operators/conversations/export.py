@@ -32,8 +32,12 @@ class ExportResult:
 
 def openai_records(rows: Iterable[dict], messages_key: str = "conversations", tools_key: str = "tools") -> tuple[list[dict], dict[str, int]]:
     """``{"messages", "tools"}`` records of the valid rows, and the count of skipped rows by
-    reason code (``invalid_conversation`` or a quality check's code)."""
+    reason code (``invalid_conversation``, ``non_json_number`` or a quality check's code). Calls
+    are written as the one reader reads them (``read_openai_row``: JSON-string arguments, ``""``
+    as ``{}``); a row holding NaN/Infinity is skipped, never written."""
     from ...quality import conversation_problems
+    from ...tools.calls import dumps_json
+    from ..formats.convert import read_openai_row
 
     records: list[dict] = []
     skipped: dict[str, int] = {}
@@ -43,10 +47,17 @@ def openai_records(rows: Iterable[dict], messages_key: str = "conversations", to
         if code is None:
             problems = conversation_problems(messages, tools)
             code = problems[0].split(":", 1)[0] if problems else None
+        record = None
+        if code is None:
+            try:
+                record = {"messages": read_openai_row({"messages": messages})["messages"], "tools": tools}
+                dumps_json(record)
+            except ValueError:
+                code = "non_json_number"
         if code is not None:
             skipped[code] = skipped.get(code, 0) + 1
             continue
-        records.append({"messages": messages, "tools": tools})
+        records.append(record)
     return records, skipped
 
 
@@ -66,6 +77,7 @@ def export_conversations(
 ) -> ExportResult:
     """Write ``<stem>.openai.jsonl`` and ``<stem>.hermes.jsonl`` into ``out_dir`` (atomically)."""
     from ...storage.atomic import atomic_writer
+    from ...tools.calls import dumps_json
 
     records, skipped = openai_records(rows, messages_key, tools_key)
     out = Path(out_dir)
@@ -75,7 +87,7 @@ def export_conversations(
         path = out / f"{stem}.{fmt}.jsonl"
         with atomic_writer(path) as fh:
             for record in records:
-                fh.write((json.dumps(convert(record), ensure_ascii=False) + "\n").encode("utf-8"))
+                fh.write((dumps_json(convert(record)) + "\n").encode("utf-8"))
         result.paths[fmt] = str(path)
     return result
 

@@ -42,7 +42,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...core import RowOutcome, RunReport, ToolSpecError, merge_row, parse_reply, schema_for
 from ...tools import normalize_tools, validate_calls
@@ -76,6 +76,13 @@ class CallReply(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Text(64, 1)
     arguments: dict[str, Any]
+
+    @field_validator("arguments", mode="before")
+    @classmethod
+    def _one_reading(cls, value: Any) -> dict:  # a JSON string, "" or null read as everywhere else
+        from ...tools.calls import arguments_or_raise
+
+        return arguments_or_raise(value)
 
 
 class AssistantTurnReply(BaseModel):

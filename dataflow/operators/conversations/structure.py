@@ -4,16 +4,18 @@
 roles in a legal order (optional system, then a user turn, then assistant/tool exchanges, each
 user turn answered by a final assistant message), every ``tool`` message answering an earlier,
 not yet answered ``tool_call`` id, every call answered before the next assistant or user
-message, and every call's arguments valid against ``tools`` (``validate_calls``).
+message, and every call's arguments valid against ``tools`` (``validate_calls``). Arguments are
+read by ``dataflow.tools.calls`` like everywhere else: ``""`` is ``{}``, a JSON string or an
+object is read, NaN/Infinity are invalid.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 from ...core.errors import ToolSpecError
 from ...tools import validate_calls
+from ...tools.calls import parse_call
 
 
 def check_conversation(messages: Any, tools: Sequence[dict]) -> list[str]:
@@ -88,14 +90,9 @@ def _check_call(i: int, call: Any, seen: set[str], open_ids: dict[str, str], cal
     else:
         seen.add(call_id)
         open_ids[call_id] = name
-    raw = call["function"].get("arguments")
-    if not isinstance(raw, str):
-        problems.append(f"message {i}: arguments of {name} are not a JSON string")
-        return problems
-    try:
-        arguments = json.loads(raw)
-    except json.JSONDecodeError:
-        problems.append(f"message {i}: arguments of {name} are not valid JSON")
+    _, arguments, problem = parse_call(call)
+    if problem:
+        problems.append(f"message {i}: call to {name}: {problem}")
         return problems
     calls.append({"name": name, "arguments": arguments})
     return problems
