@@ -4,7 +4,8 @@ A template file defines two macros, ``system()`` and ``user()``; the operator re
 row's variables. Users override a template by passing ``prompt_template=`` (a path to a ``.j2``
 file or the template text itself) to an operator, or by pointing ``DF_PROMPTS_DIR`` at a folder
 holding files of the same names. Every template renders in Jinja2's sandbox, so a template cannot
-reach Python internals.
+reach Python internals, with bounded steps, time and sizes (``_bounded.py``): a template that
+would hang or build a huge string fails with a ``PromptRenderError`` naming it.
 """
 
 from __future__ import annotations
@@ -19,17 +20,19 @@ from typing import Any
 from ..core.errors import ConfigError, PromptRenderError
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
+MAX_TEMPLATE_CHARS = 1_000_000  # a template file larger than this is refused before it compiles
 
 
 @lru_cache(maxsize=1)
 def _environment():
     from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(
+    from ._bounded import BoundedSandboxedEnvironment
+
+    env = BoundedSandboxedEnvironment(
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False
     )
-    env.filters["tojson_compact"] = lambda v: __import__("json").dumps(v, ensure_ascii=False)
+    env.add_filter("tojson_compact", lambda v: __import__("json").dumps(v, ensure_ascii=False))
     return env
 
 
@@ -50,13 +53,25 @@ class PromptTemplate:
         from jinja2 import TemplateError
         from jinja2.exceptions import SecurityError
 
+        from . import _bounded
+
         try:
-            template = _compile(self.source)
-            module = template.make_module(variables)
-            system = str(module.system()).strip() if hasattr(module, "system") else ""
-            if not hasattr(module, "user"):
-                raise PromptRenderError(f"prompt template {self.origin} defines no user() macro")
-            user = str(module.user()).strip()
+            if len(self.source) > MAX_TEMPLATE_CHARS:
+                raise PromptRenderError(f"prompt template is longer than {MAX_TEMPLATE_CHARS} characters "
+                                        f"({self.origin})")
+            with _bounded.render_budget():
+                template = _compile(self.source)
+                module = template.make_module(variables)
+                system = str(module.system()).strip() if hasattr(module, "system") else ""
+                if not hasattr(module, "user"):
+                    raise PromptRenderError(f"prompt template {self.origin} defines no user() macro")
+                user = str(module.user()).strip()
+        except _bounded.TemplateLimitError as exc:
+            raise PromptRenderError(
+                f"prompt template exceeds a render limit: {exc} ({self.origin}) — a render may run "
+                f"{_bounded.MAX_STEPS} loop iterations and macro calls in {_bounded.MAX_SECONDS:g}s and build "
+                f"{_bounded.MAX_CHARS} characters"
+            ) from None
         except SecurityError as exc:
             raise PromptRenderError(
                 f"prompt template tried an unsafe operation: {exc} ({self.origin}) — "
