@@ -5,10 +5,15 @@ Property order is part of the request: llama.cpp's grammar and OpenAI's structur
 the model write fields in schema order, so ``schema_for`` keeps the model's declared order (put
 reasoning fields before verdicts) and nothing on the way to the server may sort it.
 
-Backends that honour ``response_format`` return bare JSON; others wrap it in fences or prose, so
-``extract_json`` looks for the first JSON value it can decode. A reply that still does not validate
-is a row failure whose reason is the validation error; a reply cut at the token limit is
-``truncated: ...``, whatever JSON fragment it holds.
+Backends that honour ``response_format`` return bare JSON; others wrap it in fences or prose, and
+reasoning models (Qwen3, DeepSeek-R1) write ``<think>...</think>`` first. Reasoning is set aside
+before any JSON is looked for (``strip_reasoning``; a ``reasoning_content`` field never reaches
+``LLMResult.text``), then ``parse_reply`` takes the first JSON value in the reply *that validates*
+(``json_candidates``: the whole text, fenced blocks, then each balanced object/array). A reply with
+none is a row failure whose reason is the first candidate's validation error; a reply cut at the
+token limit is ``truncated: ...``, whatever JSON fragment it holds. The schema sent is the strict
+form of ``dataflow.core.strict`` when there is one, whose optional fields are nullable: such a
+``null`` is dropped before validation, so the field's default applies.
 """
 
 from __future__ import annotations
@@ -53,32 +58,76 @@ def _close_objects(node: Any) -> None:
             _close_objects(value)
 
 
-def extract_json(text: str) -> Any:
-    """Decode the JSON value in ``text``: the whole text, a fenced block, or the first balanced
-    object/array inside surrounding prose. Raises ``ValueError`` when there is none."""
+_REASONING = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.DOTALL | re.IGNORECASE)
+_REASONING_END = re.compile(r"</(?:think|thinking|reasoning)>", re.IGNORECASE)
+_REASONING_OPEN = re.compile(r"<(?:think|thinking|reasoning)>", re.IGNORECASE)
+_MAX_CANDIDATES = 64
+
+
+def strip_reasoning(text: str) -> str:
+    """``text`` without reasoning blocks: ``<think>...</think>`` (also ``thinking``/``reasoning``),
+    the text before a closing tag whose opening tag the chat template wrote, and an opened block
+    that never closes (the reply was all reasoning)."""
+    text = _REASONING.sub("", text)
+    end = None
+    for end in _REASONING_END.finditer(text):
+        pass
+    if end is not None:
+        text = text[end.end():]
+    opened = _REASONING_OPEN.search(text)
+    if opened:
+        text = text[: opened.start()]
+    return text
+
+
+def json_candidates(text: str) -> Any:
+    """The JSON values in ``text`` after its reasoning is set aside, in the order they are tried:
+    the whole text, each fenced block, then each balanced object/array by position."""
     if text is None:
-        raise ValueError("empty reply")
-    stripped = text.strip()
+        return
+    stripped = strip_reasoning(text).strip()
     if not stripped:
-        raise ValueError("empty reply")
+        return
     try:
-        return json.loads(stripped)
+        yield json.loads(stripped)
+        return
     except json.JSONDecodeError:
         pass
+    count = 0
     for block in _FENCE.findall(stripped):
         try:
-            return json.loads(block.strip())
+            yield json.loads(block.strip())
+            count += 1
         except json.JSONDecodeError:
             continue
     decoder = json.JSONDecoder()
-    for i, ch in enumerate(stripped):
-        if ch in "{[":
+    i, n = 0, len(stripped)
+    while i < n and count < _MAX_CANDIDATES:
+        if stripped[i] in "{[":
             try:
-                value, _ = decoder.raw_decode(stripped, i)
-                return value
+                value, end = decoder.raw_decode(stripped, i)
             except json.JSONDecodeError:
+                i += 1
                 continue
-    raise ValueError(f"no JSON value found in reply: {_clip(stripped)}")
+            count += 1
+            yield value
+            i = end
+            continue
+        i += 1
+
+
+def extract_json(text: str) -> Any:
+    """Decode the JSON value in ``text``: the whole text, a fenced block, or the first balanced
+    object/array inside surrounding prose, reasoning blocks set aside. Raises ``ValueError`` when
+    there is none."""
+    if text is None or not text.strip():
+        raise ValueError("empty reply")
+    for value in json_candidates(text):
+        return value
+    rest = strip_reasoning(text).strip()
+    if not rest:
+        raise ValueError(f"the reply holds only reasoning, no answer: {_clip(text)}")
+    raise ValueError(f"no JSON value found in reply: {_clip(rest)}")
 
 
 def _is_whole_json(text: str) -> bool:
@@ -120,18 +169,72 @@ def parse_reply(result: LLMResult, model: type[T]) -> Parsed[T]:
         return Parsed(None, f"truncated: {result.reason}")
     if not result.ok:
         return Parsed(None, f"llm_error: {result.reason}")
-    if result.truncated and not _is_whole_json(result.text or ""):
+    if result.truncated and not _is_whole_json(strip_reasoning(result.text or "").strip()):
         # an inner fragment of a cut reply may decode and even validate: never read it as data
         tokens = f" after {result.completion_tokens} tokens" if result.completion_tokens else ""
         return Parsed(None, f"truncated: the reply reached the token limit (max_tokens){tokens} before "
                             f"its JSON was complete; it ends: ...{_tail(result.text or '')}")
     try:
-        data = extract_json(result.text or "")
+        extract_json(result.text or "")
     except ValueError as exc:
         return Parsed(None, f"invalid_reply: {exc}")
-    try:
-        return Parsed(model.model_validate(data), None)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
-        return Parsed(None, f"invalid_reply: {loc}: {first.get('msg')} ({exc.error_count()} error(s))")
+    first_error: ValidationError | None = None
+    for data in json_candidates(result.text or ""):
+        try:
+            return Parsed(model.model_validate(_drop_null_optionals(data, model)), None)
+        except ValidationError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    first = first_error.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
+    return Parsed(None, f"invalid_reply: {loc}: {first.get('msg')} ({first_error.error_count()} error(s))")
+
+
+def _drop_null_optionals(data: Any, model: Any) -> Any:
+    """``data`` without the ``null`` of fields that have a default and do not take ``None`` (the
+    strict schema sent them as nullable): the model's default applies, as if left out."""
+    if not isinstance(data, dict) or not isinstance(model, type) or not issubclass(model, BaseModel):
+        return data
+    out = dict(data)
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if key not in out:
+            continue
+        if out[key] is None and not field.is_required() and not _takes_none(field.annotation):
+            del out[key]
+            continue
+        inner = _model_in(field.annotation)
+        if inner is not None:
+            value = out[key]
+            if isinstance(value, list):
+                out[key] = [_drop_null_optionals(v, inner) for v in value]
+            else:
+                out[key] = _drop_null_optionals(value, inner)
+    return out
+
+
+def _takes_none(annotation: Any) -> bool:
+    import types
+    import typing
+
+    if annotation is None or annotation is type(None) or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_takes_none(a) for a in typing.get_args(annotation))
+    if origin is typing.Annotated:
+        return _takes_none(typing.get_args(annotation)[0])
+    return False
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model inside ``Model``, ``list[Model]``, ``Optional[Model]``, or ``None``."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 from ..core.errors import ConfigError, ServingError
 from ..core.llm import Conversation, LLMResult, LLMServingABC
+from ..core.strict import strict_schema
 from ._aio import run_sync
 from .response_cache import CachedResponse, ResponseCache, request_key
 
@@ -202,10 +203,12 @@ class APILLMServing_request(LLMServingABC):
         payload["messages"] = messages
         if temperature is not None:
             payload["temperature"] = temperature
-        if json_schema is not None:
+        if json_schema is not None:  # strict only in a form OpenAI's strict mode takes (dataflow.core.strict)
+            strict = strict_schema(json_schema)
             payload["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": _schema_name(json_schema), "schema": json_schema, "strict": True},
+                "json_schema": {"name": _schema_name(json_schema), "schema": json_schema if strict is None else strict,
+                                "strict": strict is not None},
             }
         return payload
 
