@@ -279,3 +279,16 @@ def test_verify_format_stage_uses_the_rows_own_tools(tmp_path):
             "--no-semantic")
     assert r.returncode == 0, r.stderr
     assert len(out.read_text().splitlines()) == 1, (tmp_path / "ok.rejected.jsonl").read_text()
+
+
+# -- the checkers read calls the same way (kinds 2, 4, 7) -------------------------------------------
+def test_format_checker_reads_calls_like_validate_calls():
+    from dataflow.operators.apigen import FormatChecker
+
+    tool = {"name": "math.factorial", "description": "n!", "parameters": {
+        "type": "dict", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}
+    rows = [{"query": "What is the factorial of 5?", "tools": [tool], "answers": [{"name": "math.factorial", "arguments": "{\"n\": 5}"}]},
+            {"query": "What is the factorial of 5?", "tools": [tool], "answers": [{"name": "math.factorial", "arguments": {"n": math.nan}}]}]
+    good, bad = FormatChecker().process_batch(rows)
+    assert good.status == "ok", good.reason
+    assert bad.status != "ok" and "not a JSON number" in bad.reason

@@ -59,7 +59,7 @@ class FormatChecker(OperatorABC):
     value is dropped as ``failed_grounding: ...``. Tools come from the row (``input_tools_key``)
     or ``tools=`` (a list, a JSON file path, or a Python module path) for all rows."""
 
-    def __init__(self, tools: Any = None, keep_failed: bool = False, allow_dots: bool = False,
+    def __init__(self, tools: Any = None, keep_failed: bool = False, allow_dots: bool = True,
                  check_grounding: bool = True):
         super().__init__()
         self.tools = _fixed_tools(tools)
