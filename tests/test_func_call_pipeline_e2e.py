@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dataflow.operators.conversations import check_conversation
+from dataflow.quality import conversation_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "api_pipelines" / "func_call_synthesis.py"
@@ -23,7 +24,7 @@ def _run(cwd: Path, script: str, url: str, cache: Path, *extra: str) -> subproce
     env = dict(os.environ, DF_API_URL=url, DF_MODEL="fake-model", PYTHONPATH=str(ROOT))
     env.pop("DF_API_KEY", None)
     return subprocess.run(
-        [sys.executable, script, "--rows", "0", "--cache-dir", str(cache), *extra],
+        [sys.executable, script, "--rows", "0", "--cache-dir", str(cache), "--out-dir", str(cache.parent / "out"), *extra],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=240,
     )
 
@@ -40,13 +41,15 @@ def test_pipeline_end_to_end_then_rerun_makes_no_requests(tmp_path):
         sent = server.request_count
         assert sent > 0
 
-        openai_file = cache / "export" / "func_call_conversations.openai.jsonl"
+        openai_file = tmp_path / "out" / "func_call_conversations.openai.jsonl"
         records = [json.loads(line) for line in openai_file.open()]
         assert len(records) == n_input  # the fake answers every step validly
         for record in records:
             assert check_conversation(record["messages"], record["tools"]) == []
-            assert any(m.get("tool_calls") for m in record["messages"])
-        hermes = [json.loads(line) for line in (cache / "export" / "func_call_conversations.hermes.jsonl").open()]
+            assert conversation_problems(record["messages"], record["tools"]) == []
+            assert sum(m["role"] == "user" for m in record["messages"]) == 2  # opening + follow-up
+            assert sum(bool(m.get("tool_calls")) for m in record["messages"]) >= 2
+        hermes = [json.loads(line) for line in (tmp_path / "out" / "func_call_conversations.hermes.jsonl").open()]
         assert len(hermes) == len(records) and "<tool_call>" in json.dumps(hermes[0])
 
         summary = first.stdout
