@@ -90,7 +90,10 @@ def _outcome_summary(name: str, outcomes: list) -> None:
     bad = Counter(reason_code(o.reason) for o in outcomes if o.status != "ok")
     kept = sum(1 for o in outcomes if o.status == "ok")
     detail = ", ".join(f"{k}: {v}" for k, v in bad.most_common())
-    click.echo(f"{name}: {len(outcomes)} in, {kept} kept" + (f", rejected ({detail})" if detail else ""), err=True)
+    advisory = Counter(reason_code(o.advisory) for o in outcomes if o.status == "ok" and o.advisory)
+    advised = ", ".join(f"{k}: {v}" for k, v in advisory.most_common())
+    click.echo(f"{name}: {len(outcomes)} in, {kept} kept" + (f", rejected ({detail})" if detail else "")
+               + (f", kept despite an advisory judge's rejection ({advised})" if advised else ""), err=True)
 
 
 def _run(op: Any, rows: list[dict], rejected: list[dict], **kwargs: Any) -> list[dict]:
@@ -201,7 +204,9 @@ def verify(generated_query_answer_path: str, function_definitions_path: str, ver
     if semantic:
         serving = make_serving(api_url, model, max_workers)
         try:
-            rows = stage(SemanticChecker(serving), rows)
+            checker = SemanticChecker(serving)
+            checker.announce_calibration()  # one line when its verdicts are only advisory on this model
+            rows = stage(checker, rows)
         finally:
             serving.close()
     write_rows(verified_query_answer_path, rows)
