@@ -159,6 +159,7 @@ def test_example_pipeline_end_to_end_against_the_fake_server(tmp_path, apigen_se
                                   + table["failed_grounding"] + table["failed_execution"] + table["failed_semantic"]
                                   + table["judge_errors"] + table["verified"])
     assert table["reasked"] > 0  # the fake copies an example now and then; the generator asks again
+    assert table["copied_example"] > 0  # ... and sometimes copies again: the NoveltyFilter drops those
     export = cache / "apigen_export"
     _check_single_turn_export(export, cache)
     assert (export / "train_hermes.jsonl").exists() and (export / "train_chat_message.jsonl").exists()

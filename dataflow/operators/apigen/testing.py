@@ -4,7 +4,8 @@
 pairs built from the tool specs in the prompt (valid arguments from each schema, except one pair
 in seven which gets a wrongly typed argument, so the format stage has work; and, like a small
 model, one first reply in four hands back the prompt's first few-shot example, which the
-generator's re-ask must catch), and
+generator's re-ask must catch, and one example in five is copied even when asked again, which
+the ``NoveltyFilter`` must drop), and
 ``SemanticChecker`` prompts with ``{"thought", "passes"}`` (failing calls whose execution results
 show an error, and one row in eleven). Use it with ``FakeLLMServing`` or, by dotted path
 ``dataflow.operators.apigen.testing:apigen_responder``, with ``FakeOpenAIServer``.
@@ -141,6 +142,8 @@ def apigen_responder(messages: list[dict], json_schema: dict | None) -> dict:
         described = " and ".join(f"{a['name']} with {json.dumps(a['arguments'])}" for a in answers)
         pairs.append({"query": f"Could you run {described}? (request {seed % 9973}-{k})", "answers": answers})
     example = re.search(r"^- query: (.+)$", user, re.MULTILINE)
-    if example and pairs and (seed >> 4) % 4 == 0 and "Your previous answer was rejected" not in user:
-        pairs[0] = {"query": example.group(1).strip(), "answers": pairs[0]["answers"]}
+    if example and pairs:
+        stubborn = _digest(example.group(1)) % 5 == 0  # copies again when asked again
+        if stubborn or ((seed >> 4) % 4 == 0 and "Your previous answer was rejected" not in user):
+            pairs[0] = {"query": example.group(1).strip(), "answers": pairs[0]["answers"]}
     return {"pairs": pairs}
