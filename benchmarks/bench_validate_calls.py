@@ -189,8 +189,8 @@ def main() -> None:
     bfcl = make_bfcl_rows(args.rows)
     new = measure_new_tools("  dataflow validate_calls", bfcl)
     plain = measure_plain_jsonschema("  plain jsonschema loop (no spec check)", bfcl, check_schema=False)
-    plain_checked = measure_plain_jsonschema("  plain jsonschema loop + check_schema of every tool", bfcl,
-                                             check_schema=True)
+    plain_checked = measure_plain_jsonschema("  plain jsonschema loop + check_schema of every tool (2,000 rows)",
+                                             bfcl[:2000], check_schema=True)
     print(f"validate_calls: {shared['calls_per_s']:,.0f} calls/s with repeated tools, "
           f"{new['calls_per_s']:,.0f} calls/s with new tools per row (target >= 60,000); "
           f"plain jsonschema: {plain['calls_per_s']:,.0f} / {plain_checked['calls_per_s']:,.0f} with check_schema")

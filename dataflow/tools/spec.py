@@ -174,6 +174,17 @@ def schema_key(schema: Any) -> bytes | str | None:
             return None
 
 
+def content_key(schema: Any) -> bytes | str | None:
+    """JSON of ``schema`` with keys in their order (faster than ``schema_key``), for caches that
+    may miss on a reordered copy."""
+    try:
+        import orjson
+
+        return orjson.dumps(schema)
+    except (TypeError, ValueError, ImportError):
+        return schema_key(schema)
+
+
 def check_json_schema(tool: str, schema: dict) -> None:
     """Raise ``ToolSpecError`` if ``schema`` is not valid under the Draft 2020-12 metaschema, a
     ``pattern`` is not an ECMA-262 regular expression, or its ``required`` names arguments it
@@ -182,8 +193,9 @@ def check_json_schema(tool: str, schema: dict) -> None:
 
 
 def _meta_check(tool: str, schema: dict, more: Any = None) -> None:
-    """The metaschema check (cached by content); ``more()`` runs once before caching."""
-    key = schema_key(schema)
+    """The metaschema check (cached by content, keys in their order: the same schema written in
+    another order is checked again); ``more()`` runs once before caching."""
+    key = content_key(schema)
     if key is not None and key in _VALID_SCHEMAS:
         return
     import jsonschema_rs

@@ -40,7 +40,7 @@ from typing import Any, Iterable
 from ..core.errors import ToolSpecError
 from .calls import json_type as _json_type
 from .calls import loads_strict, parse_call
-from .spec import normalize_tools, schema_key
+from .spec import content_key, normalize_tools, schema_key
 
 __all__ = ["validate_calls", "compile_tools", "compile_tool", "ToolSet", "CompiledTool", "parse_call",
            "close_objects", "clear_cache", "ecma_search"]
@@ -183,15 +183,15 @@ def compile_tools(tools: Any, *, allow_dots: bool = True) -> ToolSet:
         hit = _IDENTITY_CACHE.get(ident)
         if hit is not None and hit[0] is tools and hit[1] == _shallow_ids(tools):
             return hit[2]
-    key = (allow_dots, tools if isinstance(tools, str) else schema_key(tools))
+    key = (allow_dots, tools if isinstance(tools, str) else content_key(tools))
     toolset = _TOOLSET_CACHE.get(key) if key[1] is not None else None
     if toolset is not None:
         _TOOLSET_CACHE.move_to_end(key)
     else:
         compiled: dict[str, CompiledTool] = {}
         for spec in normalize_tools(tools, allow_dots=allow_dots):
-            tool = compile_tool(spec)
-            compiled[tool.name] = tool
+            name = spec["function"]["name"]
+            compiled[name] = CompiledTool(name, spec)  # validators built on a first call that needs them
         toolset = ToolSet(compiled)
         if key[1] is not None:
             _remember(_TOOLSET_CACHE, key, toolset)
