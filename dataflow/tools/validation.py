@@ -324,8 +324,6 @@ def ecma_search(pattern: str, text: str) -> bool:
 # -- the acceptance pre-check ----------------------------------------------------------------
 _ANNOTATIONS = frozenset({"description", "title", "default", "examples", "$comment", "deprecated",
                           "readOnly", "writeOnly", "$schema", "$id", "x-response", "x-sub-tasks"})
-_COMBINATORS = ("allOf", "anyOf", "oneOf", "if", "then", "else", "dependentSchemas", "$ref", "$dynamicRef",
-                "not", "unevaluatedProperties")
 _TYPE_TESTS = {
     "string": lambda x: type(x) is str,
     "integer": lambda x: type(x) is int,
