@@ -200,8 +200,9 @@ def test_empty_arguments_are_an_empty_object_in_check_conversation_and_the_expor
     assert result.written == 1 and result.skipped == {}
     [record] = [json.loads(line) for line in Path(result.paths["openai"]).read_text().splitlines()]
     assert record["messages"][1]["tool_calls"][1]["function"]["arguments"] == "{}"
-    hermes = Path(result.paths["hermes"]).read_text()
-    assert '"name": "get_time"' in hermes and '"name": ""' not in hermes
+    [hermes] = [json.loads(line) for line in Path(result.paths["hermes"]).read_text().splitlines()]
+    tool_turn = next(t["value"] for t in hermes["conversations"] if t["from"] == "tool")
+    assert '"name": "get_time"' in tool_turn and '"name": ""' not in tool_turn
 
 
 def test_arguments_as_an_object_are_read_by_check_conversation_and_written_as_a_string():
