@@ -304,3 +304,17 @@ def test_format_checker_reads_calls_like_validate_calls():
     good, bad = FormatChecker().process_batch(rows)
     assert good.status == "ok", good.reason
     assert bad.status != "ok" and "not a JSON number" in bad.reason
+
+
+def test_format_checker_prefers_the_rows_own_tools_to_fixed_ones():
+    from dataflow.operators.apigen import FormatChecker
+
+    fixed = [{"name": "get_movie", "description": "d", "parameters": {"type": "object", "properties": {
+        "movie_id": {"type": "string"}}, "required": ["movie_id"]}}]
+    own = [{"name": "get_movie", "description": "d", "parameters": {"type": "object", "properties": {
+        "movie_id": {"type": "integer"}}, "required": ["movie_id"]}}]
+    call = [{"name": "get_movie", "arguments": {"movie_id": 12345}}]
+    with_own, without = FormatChecker(tools=fixed).process_batch([
+        {"query": "Show movie 12345", "tools": own, "answers": call}, {"query": "Show movie 12345", "answers": call}])
+    assert with_own.status == "ok", with_own.reason
+    assert without.status != "ok" and "not of type 'string'" in without.reason

@@ -56,8 +56,9 @@ class FormatChecker(OperatorABC):
     """Stage 1: every call must name a listed function with valid arguments
     (``dataflow.validate_calls``), and (``check_grounding``, on by default) every argument value
     must come from the query or the tool's spec (enum, default, boolean): a row with an invented
-    value is dropped as ``failed_grounding: ...``. Tools come from the row (``input_tools_key``)
-    or ``tools=`` (a list, a JSON file path, or a Python module path) for all rows."""
+    value is dropped as ``failed_grounding: ...``. Tools come from the row (``input_tools_key``):
+    a row's own tools win, as in ``SemanticChecker``; ``tools=`` (a list, a JSON file path, or a
+    Python module path) serves the rows that carry none."""
 
     def __init__(self, tools: Any = None, keep_failed: bool = False, allow_dots: bool = True,
                  check_grounding: bool = True):
@@ -90,9 +91,9 @@ class FormatChecker(OperatorABC):
         fixed = compile_tools(self.tools, allow_dots=self.allow_dots) if self.tools is not None else None
         outcomes = []
         for row in rows:
+            own = row.get(input_tools_key) if input_tools_key else None  # a row's own tools win
             try:
-                toolset = fixed or compile_tools(row.get(input_tools_key) if input_tools_key else None,
-                                                 allow_dots=self.allow_dots)
+                toolset = compile_tools(own, allow_dots=self.allow_dots) if own or fixed is None else fixed
             except ToolSpecError as exc:
                 outcomes.append(self._verdict(row, [f"invalid tool spec: {exc}"], output_key, output_reason_key))
                 continue
@@ -101,7 +102,7 @@ class FormatChecker(OperatorABC):
             if errors or not self.check_grounding:
                 outcomes.append(self._verdict(row, errors, output_key, output_reason_key))
                 continue
-            tools = self.tools if self.tools is not None else row.get(input_tools_key) if input_tools_key else None
+            tools = own if own or self.tools is None else self.tools
             ungrounded = ungrounded_calls(str(row.get(input_query_key) or ""), answers, tools)
             outcomes.append(self._verdict(row, ungrounded, output_key, output_reason_key, code="failed_grounding"))
         return outcomes
