@@ -244,10 +244,11 @@ def ancestors() -> list:
     return pids
 
 
-def steal() -> dict:
-    \"\"\"Everything a hostile tool can find of the pipeline's secrets, in every ancestor process.\"\"\"
+def steal(pids: list = ()) -> dict:
+    \"\"\"Everything a hostile tool can find of the pipeline's secrets, in every ancestor process it
+    can see and in the processes it was told of (the pipeline's, as a guess would find them).\"\"\"
     out = {"env": dict(os.environ), "mem": [], "parent_environ_error": [], "parent_mem_error": []}
-    for ppid in ancestors():
+    for ppid in dict.fromkeys([*ancestors(), *pids]):
         read_process(ppid, out)
     return out
 
@@ -290,6 +291,8 @@ if sys.argv[4] == "capless":  # root without capabilities: what an ordinary user
     _drop_privileges()
 held_in_memory = "sk-runtime-" + "SECRET-held-in-a-variable"
 os.environ["RUNTIME_KEY"] = "sk-runtime-" + "SECRET-set-at-run-time"
+with open(sys.argv[2], "w") as fh:  # the tool is told where the pipeline and the test runner are
+    fh.write(json.dumps({"answers": [{"name": "steal", "arguments": {"pids": [os.getpid(), os.getppid()]}}]}) + "\\n")
 storage = FileStorage(sys.argv[2], cache_path=sys.argv[3])
 report = ExecutionChecker(module_path=sys.argv[1], timeout=60, memory_mb=2048, max_result_chars=10**7,
                           keep_failed=True).run(storage.step(), input_answers_key="answers")
@@ -321,10 +324,12 @@ def test_tool_cannot_read_the_pipeline_process_environment_or_memory(tmp_path, p
     [result] = row["execution_results"]
     assert result["ok"], result
     stolen = result["result"]
-    # the worker's ancestors up to the pipeline process (and the test runner above it)
+    # the worker's ancestors up to the pipeline process (and the test runner above it): closed
+    # (PermissionError), or not even visible from the worker's PID namespace (FileNotFoundError)
     assert len(stolen["parent_environ_error"]) >= 2
-    assert "parent_environ" not in stolen and set(stolen["parent_environ_error"]) == {"PermissionError"}
-    assert set(stolen["parent_mem_error"]) == {"PermissionError"} and stolen["mem"] == []
+    assert "parent_environ" not in stolen
+    assert set(stolen["parent_environ_error"]) <= {"PermissionError", "FileNotFoundError"}
+    assert set(stolen["parent_mem_error"]) <= {"PermissionError", "FileNotFoundError"} and stolen["mem"] == []
     written = step_file.read_text() + run.stdout + run.stderr
     for value in [*secrets.values(), "SECRET-held-in-a-variable", "SECRET-set-at-run-time"]:
         assert value not in written, value
@@ -339,8 +344,11 @@ def files_holding(folder: Path, values) -> list[str]:
 IMPORT_MARKER_TOOLS = """
 import os
 
-with open({marker!r}, "a") as fh:  # runs on import: records which process imported the module
-    fh.write(f"{{os.getpid()}}\\n")
+try:  # runs on import: records which process imported the module (Landlock refuses it in the sandbox)
+    with open({marker!r}, "a") as fh:
+        fh.write(f"{{os.getpid()}}\\n")
+except PermissionError:
+    pass
 
 
 def add(a: int, b: int = 1) -> int:
@@ -434,6 +442,11 @@ def test_tool_cannot_forge_the_worker_protocol(tmp_path):
     assert Path(report.output_file).stat().st_size < 50_000
 
 
+def imported_by(marker: Path) -> list[str]:
+    """The pids that recorded importing the module (none when Landlock kept the worker from writing)."""
+    return marker.read_text().split() if marker.exists() else []
+
+
 def test_tool_specs_are_derived_without_importing_the_module_here(tmp_path):
     from dataflow.operators.apigen import ExecutionChecker, FormatChecker
 
@@ -444,13 +457,12 @@ def test_tool_specs_are_derived_without_importing_the_module_here(tmp_path):
     assert spec["function"]["name"] == "add" and spec["function"]["description"] == "Add two numbers."
     assert spec["function"]["parameters"]["required"] == ["a"]
     FormatChecker(tools=str(tools))
-    pids = marker.read_text().split()
-    assert pids and str(os.getpid()) not in pids
+    assert str(os.getpid()) not in imported_by(marker)
 
     # the CLI: verify with the module as both the tool definitions and the execution stage
     rows = tmp_path / "generated.jsonl"
     rows.write_text(json.dumps({"query": "add 2 and 3", "answers": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}) + "\n")
-    marker.unlink()
+    marker.unlink(missing_ok=True)
     cli = subprocess.Popen(
         [sys.executable, "-c", "from dataflow.cli.main import main; main()", "apigen", "verify",
          "--generated-query-answer-path", str(rows), "--function-definitions-path", str(tools),
@@ -459,8 +471,7 @@ def test_tool_specs_are_derived_without_importing_the_module_here(tmp_path):
         env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = cli.communicate(timeout=120)
     assert cli.returncode == 0, err[-2000:]
-    pids = marker.read_text().split()
-    assert pids and str(cli.pid) not in pids
+    assert str(cli.pid) not in imported_by(marker)
     [verified] = [json.loads(line) for line in (tmp_path / "verified.jsonl").read_text().splitlines()]
     assert verified["execution_results"] == [{"name": "add", "ok": True, "result": 5}]
 
@@ -652,10 +663,8 @@ def close_pipes() -> int:
     os.close(1)
     time.sleep(60)
 
-def orphan_then_hang(marker: str) -> int:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    with open(marker, "w") as fh:
-        fh.write(str(child.pid))
+def orphan_then_hang(token: str) -> int:
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", token])
     while True:
         time.sleep(1)
 
@@ -673,6 +682,19 @@ def write_temp() -> str:
 
 def call_row(fn: str, **arguments) -> dict:
     return {"query": fn, "answers": [{"name": fn, "arguments": arguments}]}
+
+
+def processes_with(token: str) -> list[int]:
+    """Living (not zombie) processes whose command line holds ``token``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if token.encode() in (entry / "cmdline").read_bytes() and pid_alive(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
 
 
 def pid_alive(pid: int) -> bool:
@@ -693,9 +715,9 @@ def test_hostile_functions_cannot_crash_or_hang_the_pipeline(tmp_path, monkeypat
 
     module = tmp_path / "tools.py"
     module.write_text(HOSTILE)
-    marker = tmp_path / "orphan.pid"
+    token = f"orphan-{time.time_ns()}"  # in the orphan's command line, found from this side in /proc
     rows = [call_row("add", a=1, b=2), call_row("loop"), call_row("hard_exit"), call_row("kill_self"),
-            call_row("memory_bomb"), call_row("close_pipes"), call_row("orphan_then_hang", marker=str(marker)),
+            call_row("memory_bomb"), call_row("close_pipes"), call_row("orphan_then_hang", token=token),
             call_row("add", a=2, b=2), call_row("write_relative", name="escaped.txt"),
             call_row("write_relative", name="../escaped_up.txt"), call_row("write_temp")]
     data = tmp_path / "rows.jsonl"
@@ -723,11 +745,10 @@ def test_hostile_functions_cannot_crash_or_hang_the_pipeline(tmp_path, monkeypat
     assert by_index[7] == {"name": "add", "ok": True, "result": 4}  # the worker was replaced each time
 
     # the orphaned grandchild went down with the worker's process group
-    orphan = int(marker.read_text())
     deadline = time.monotonic() + 5
-    while pid_alive(orphan) and time.monotonic() < deadline:
+    while processes_with(token) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not pid_alive(orphan)
+    assert not processes_with(token)
 
     # relative paths and temp files land in the worker's own temporary folder, removed afterwards
     written = by_index[8]["result"]
@@ -739,9 +760,8 @@ def test_hostile_functions_cannot_crash_or_hang_the_pipeline(tmp_path, monkeypat
     # (a function that deliberately walks up with "../" is the user's own code, not a library path;
     # it still never lands in the pipeline's folder or cache)
     assert not (workdir.parent / "escaped_up.txt").exists() and not (workdir / "escaped_up.txt").exists()
-    leftover = Path(by_index[9]["result"])
-    if leftover.exists():
-        leftover.unlink()
+    if by_index[9]["ok"]:  # written where this user may write, when Landlock is not available
+        Path(by_index[9]["result"]).unlink(missing_ok=True)
 
 
 def _step(tmp_path: Path, data: Path):

@@ -1,7 +1,11 @@
 """The execution sandbox's worker (run as a script: it imports nothing of dataflow, except to
 derive tool specs in the tool process).
 
-``python _sandbox_worker.py <module file or folder> <memory_mb> <max_result_chars>``
+``python _sandbox_worker.py <module file or folder> <settings JSON>``, where the settings are
+``{"memory_mb", "max_result_chars", "max_processes", "max_file_mb", "own_user_namespace",
+"landlock"}`` (see ``execution.Sandbox``). The pipeline starts it in a new PID namespace when it
+can (``unshare``): then this process is the namespace's init, and when it dies the kernel kills
+every process a tool started, whatever session or group it moved to.
 
 Two processes, so that tool code never holds the pipe the pipeline reads:
 
@@ -11,12 +15,17 @@ Two processes, so that tool code never holds the pipe the pipeline reads:
   expected shape, at most ``_line_limit`` bytes, the result cut to ``max_result_chars`` and
   error text to ``ERROR_CHARS``. A reply that breaks these rules fails that call and the tool
   process is replaced; a reply left over from an earlier call is never taken for a later one.
-  When the tool process dies during a call, the supervisor ends the same way (same exit code or
-  signal), so the pipeline can say what happened.
-- the **tool process** (``--tool``) imports the user's functions and runs them. It gives up what
-  it does not need before any user code runs (no new privileges; when started as root, every
-  capability, so the non-dumpable pipeline process's ``/proc/<pid>/environ`` and ``mem`` stay
-  closed to it), then caps its address space (``RLIMIT_AS``). Whatever it prints goes to stderr.
+  When the tool process dies during a call, the supervisor answers that call with how it ended
+  (``{"id": n, "ok": false, "exit": <code or -signal>, "restart": true}``) and exits, and the
+  pipeline starts a fresh worker.
+- the **tool process** (``--tool``) gives up what it does not need before it imports any user
+  code (``_confine``): no new privileges, and when started as root every capability (so the
+  non-dumpable pipeline process's ``/proc/<pid>/environ`` and ``mem`` stay closed to it); resource
+  limits (``RLIMIT_AS`` memory, ``RLIMIT_NPROC`` processes, ``RLIMIT_FSIZE`` file size,
+  ``RLIMIT_CORE`` 0); and Landlock (Linux 5.13+), which lets it create, write, remove or rename
+  files only inside its temporary folder (and write ``/dev/null``) and, from Landlock ABI 6 (Linux
+  6.12), signal only processes it started. What is in force is reported in its first line. Then
+  it imports the user's functions and runs them; whatever they print goes to stderr.
 
 Both work in the temporary folder they were started in, with the environment the pipeline gave
 (an allow-list). Requests are one JSON line each: ``{"id": n, "name": str, "arguments": {...}}``
@@ -25,9 +34,8 @@ Both work in the temporary folder they were started in, with the environment the
 ``{"id": n, "ok": false, "error": "Type: message"}``; ``{"id": n, "op": "specs"}`` asks for the
 OpenAI tool specs of the functions (derived in the tool process, so the module is imported only
 inside the sandbox): ``{"id": n, "ok": true, "specs": [...]}``. The first line sent is
-``{"ready": true, "functions": [...]}`` or ``{"ready": false, "error": ...}``.
+``{"ready": true, "functions": [...], "confinement": {...}}`` or ``{"ready": false, "error": ...}``.
 """
-
 from __future__ import annotations
 
 import importlib.util
@@ -82,16 +90,131 @@ def _make_undumpable() -> None:
         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
 
 
-def _limit_memory(memory_mb: int) -> None:
-    if memory_mb <= 0:
-        return
+def _set_limit(name: str, value: int) -> str:
+    """Set one resource limit (soft and hard); '' or why it could not be set."""
     try:
         import resource
 
-        limit = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except (ImportError, ValueError, OSError):  # pragma: no cover - non-Unix or not permitted
-        pass
+        resource.setrlimit(getattr(resource, name), (value, value))
+        return ""
+    except (ImportError, AttributeError, ValueError, OSError) as exc:  # pragma: no cover - non-Unix
+        return f"{name}: {exc}"
+
+
+def _threads_of_user(uid: int) -> int:
+    """Threads (what ``RLIMIT_NPROC`` counts) of processes whose real user is ``uid``."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status", encoding="ascii", errors="replace") as fh:
+                fields = dict(line.split(":", 1) for line in fh if ":" in line)
+            if int(fields["Uid"].split()[0]) == uid:
+                total += int(fields["Threads"])
+        except (OSError, KeyError, ValueError, IndexError):
+            continue
+    return total
+
+
+def _set_rlimits(settings: dict) -> dict:
+    """Core dumps off, file size, address space and process count capped. ``RLIMIT_NPROC``
+    counts every thread of the real user: in a user namespace of our own only ours, else all of
+    the user's, so then the cap is what the user runs now plus ``max_processes``. The kernel does
+    not apply it to root (uid 0)."""
+    applied: dict = {}
+    problems = [_set_limit("RLIMIT_CORE", 0)]
+    if settings.get("max_file_mb", 0) > 0:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the cap fails (EFBIG), not the process
+        problems.append(_set_limit("RLIMIT_FSIZE", settings["max_file_mb"] << 20))
+        applied["file_mb"] = settings["max_file_mb"]
+    if settings.get("max_processes", 0) > 0 and hasattr(os, "getuid"):
+        if os.getuid() == 0:
+            applied["processes"] = "the kernel does not apply RLIMIT_NPROC to root"
+        else:
+            base = 2 if settings.get("own_user_namespace") else _threads_of_user(os.getuid())
+            problems.append(_set_limit("RLIMIT_NPROC", base + settings["max_processes"]))
+            applied["processes"] = settings["max_processes"]
+    if settings.get("memory_mb", 0) > 0:
+        problems.append(_set_limit("RLIMIT_AS", settings["memory_mb"] << 20))
+        applied["memory_mb"] = settings["memory_mb"]
+    problems = [p for p in problems if p]
+    if problems:
+        applied["problems"] = "; ".join(problems)
+    return applied
+
+
+# Landlock (linux/landlock.h): the same syscall numbers on every architecture
+_LANDLOCK_CREATE_RULESET, _LANDLOCK_ADD_RULE, _LANDLOCK_RESTRICT_SELF = 444, 445, 446
+_LANDLOCK_CREATE_RULESET_VERSION = 1
+_LANDLOCK_RULE_PATH_BENEATH = 1
+_FS_WRITE_FILE = 1 << 1
+_FS_CHANGES = (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12)
+#            remove dir, remove file, make char, make dir, make reg, make sock, make fifo, make block, make sym
+_FS_REFER, _FS_TRUNCATE = 1 << 13, 1 << 14  # ABI 2, ABI 3
+_SCOPE_SIGNAL = 1 << 1  # ABI 6
+
+
+def _landlock(workdir: str) -> dict:
+    """Confine this process and its children with Landlock: files may be created, written,
+    truncated, removed, linked or renamed only beneath ``workdir`` (and ``/dev/null`` written);
+    reading and running stay allowed. From ABI 6, signals reach only processes in the same
+    domain. Returns ``{"abi": n, "signals": bool}``, or ``{"abi": 0, "problem": why}``."""
+    if not sys.platform.startswith("linux"):
+        return {"abi": 0, "problem": "Landlock is a Linux feature"}
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    abi = libc.syscall(_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
+                       ctypes.c_uint32(_LANDLOCK_CREATE_RULESET_VERSION))
+    if abi <= 0:
+        return {"abi": 0, "problem": f"this kernel does not offer it ({os.strerror(ctypes.get_errno())})"}
+
+    class RulesetAttr(ctypes.Structure):
+        _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                    ("scoped", ctypes.c_uint64)]
+
+    class PathBeneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+    handled = _FS_WRITE_FILE | _FS_CHANGES | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
+    scoped = _SCOPE_SIGNAL if abi >= 6 else 0
+    attr = RulesetAttr(handled, 0, scoped)
+    size = 8 if abi < 4 else 16 if abi < 6 else 24  # the fields this ABI knows
+    ruleset = libc.syscall(_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
+    if ruleset < 0:
+        return {"abi": 0, "problem": f"creating a ruleset failed ({os.strerror(ctypes.get_errno())})"}
+    try:
+        file_rights = _FS_WRITE_FILE | (_FS_TRUNCATE if abi >= 3 else 0)
+        for path, rights in ((workdir, handled), ("/dev/null", file_rights)):
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            try:
+                rule = PathBeneath(rights, fd)
+                if libc.syscall(_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_LANDLOCK_RULE_PATH_BENEATH),
+                                ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
+                    return {"abi": 0, "problem": f"adding a rule for {path} failed "
+                                                 f"({os.strerror(ctypes.get_errno())})"}
+            finally:
+                os.close(fd)
+        libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS, required by landlock_restrict_self
+        if libc.syscall(_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
+            return {"abi": 0, "problem": f"restricting the process failed ({os.strerror(ctypes.get_errno())})"}
+    finally:
+        os.close(ruleset)
+    return {"abi": int(abi), "signals": bool(scoped)}
+
+
+def _confine(settings: dict) -> dict:
+    """What the tool process gives up before any user code runs; returns what is in force."""
+    _drop_privileges()
+    confinement: dict = {"rlimits": _set_rlimits(settings)}
+    if settings.get("landlock", True):
+        confinement["landlock"] = _landlock(os.getcwd())
+    else:
+        confinement["landlock"] = {"abi": 0, "problem": "turned off"}
+    return confinement
 
 
 def _cut(text: str, limit: int = ERROR_CHARS) -> str:
@@ -150,9 +273,10 @@ def _error(exc: BaseException) -> str:
     return _cut(f"{_cut(type(exc).__name__, 100)}: {_cut(str(exc))}")
 
 
-def serve_tools(module_path: str, memory_mb: int, max_chars: int) -> None:
-    """The tool process: import the functions, then answer requests from stdin on fd 1 (the
-    pipe to the supervisor); what functions print goes to stderr."""
+def serve_tools(module_path: str, settings: dict) -> None:
+    """The tool process: confine itself, import the functions, then answer requests from stdin
+    on fd 1 (the pipe to the supervisor); what functions print goes to stderr."""
+    max_chars = settings["max_result_chars"]
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -162,13 +286,20 @@ def serve_tools(module_path: str, memory_mb: int, max_chars: int) -> None:
         protocol.flush()
 
     try:
-        _drop_privileges()
+        confinement = _confine(settings)
+    except BaseException as exc:  # noqa: BLE001 - never run user code half confined
+        send({"ready": False, "error": f"SandboxError: cannot confine the tool process: {_error(exc)}"})
+        return
+    try:
         functions = _load(module_path)
+    except MemoryError:
+        send({"ready": False, "error": f"MemoryError: importing the module took more than memory_mb="
+                                       f"{settings.get('memory_mb')} MB of address space"})
+        return
     except BaseException as exc:  # noqa: BLE001 - report any import failure to the parent
         send({"ready": False, "error": _error(exc)})
         return
-    _limit_memory(memory_mb)
-    send({"ready": True, "functions": sorted(functions)})
+    send({"ready": True, "functions": sorted(functions), "confinement": confinement})
     for line in sys.stdin:
         request_id = None
         try:
@@ -201,10 +332,9 @@ class ProtocolViolation(Exception):
 class _ToolProcess:
     """The child that runs the functions, and a bounded reader of its replies."""
 
-    def __init__(self, module_path: str, memory_mb: int, max_chars: int):
+    def __init__(self, module_path: str, settings: dict):
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-B", os.path.abspath(__file__), "--tool", module_path, str(memory_mb),
-             str(max_chars)],
+            [sys.executable, "-I", "-B", os.path.abspath(__file__), "--tool", module_path, json.dumps(settings)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, close_fds=True,
         )
         self.fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
@@ -245,22 +375,6 @@ class _ToolProcess:
                 stream.close()  # type: ignore[union-attr]
             except OSError:
                 pass
-
-
-def _end_like(code: int) -> None:
-    """End this process the way the tool process ended (exit code or signal)."""
-    sys.stdout.flush()
-    if code < 0:
-        try:
-            signal.signal(-code, signal.SIG_DFL)
-        except (OSError, ValueError):  # SIGKILL, SIGSTOP: no handler to reset
-            pass
-        try:
-            os.kill(os.getpid(), -code)
-        except (OSError, ValueError):
-            pass
-        os._exit(128 - code)
-    os._exit(code)
 
 
 def _checked_reply(raw: bytes, request: dict, max_chars: int) -> dict:
@@ -307,11 +421,13 @@ def _checked_ready(raw: bytes | None) -> dict:
     functions = hello.get("functions")
     if not isinstance(functions, list) or not all(isinstance(f, str) and len(f) <= 200 for f in functions):
         return {"ready": False, "error": "ProtocolError: the tool process sent an unreadable function list"}
-    return {"ready": True, "functions": functions}
+    confinement = hello.get("confinement")
+    return {"ready": True, "functions": functions, "confinement": confinement if isinstance(confinement, dict) else {}}
 
 
-def supervise(module_path: str, memory_mb: int, max_chars: int) -> None:
+def supervise(module_path: str, settings: dict) -> None:
     workdir = os.path.realpath(os.getcwd())
+    max_chars = settings["max_result_chars"]
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -322,7 +438,7 @@ def supervise(module_path: str, memory_mb: int, max_chars: int) -> None:
         protocol.flush()
 
     def start() -> tuple[_ToolProcess, dict]:
-        tool = _ToolProcess(module_path, memory_mb, max_chars)
+        tool = _ToolProcess(module_path, settings)
         try:
             hello = _checked_ready(tool.read_line(_SPECS_LIMIT))
         except ProtocolViolation as exc:
@@ -343,14 +459,14 @@ def supervise(module_path: str, memory_mb: int, max_chars: int) -> None:
                 if not hello["ready"]:
                     send({"id": request["id"], "ok": False, "error": f"WorkerDied: restarting: {hello['error']}"})
                     return
-            if not tool.send(line.encode("utf-8") if line.endswith("\n") else (line + "\n").encode("utf-8")):
-                _end_like(tool.proc.wait())
+            sent = tool.send(line.encode("utf-8") if line.endswith("\n") else (line + "\n").encode("utf-8"))
             limit = _SPECS_LIMIT if request.get("op") == "specs" else _line_limit(max_chars)
             try:
-                raw = tool.read_line(limit)
-                if raw is None:  # the tool process died during the call: end the same way
-                    _end_like(tool.proc.wait())
-                reply = _checked_reply(raw, request, max_chars)  # type: ignore[arg-type]
+                raw = tool.read_line(limit) if sent else None
+                if raw is None:  # the tool process died: say how, and let the pipeline start afresh
+                    send({"id": request["id"], "ok": False, "exit": tool.proc.wait(), "restart": True})
+                    return
+                reply = _checked_reply(raw, request, max_chars)
             except ProtocolViolation as exc:
                 tool.kill()
                 send({"id": request["id"], "ok": False,
@@ -361,7 +477,6 @@ def supervise(module_path: str, memory_mb: int, max_chars: int) -> None:
                 continue
             send(reply)
             if reply.get("restart"):
-                tool.kill()
                 return
     finally:
         tool.kill()
@@ -380,9 +495,9 @@ def _remove_workdir(workdir: str) -> None:
 
 def main() -> None:
     if sys.argv[1] == "--tool":
-        serve_tools(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        serve_tools(sys.argv[2], json.loads(sys.argv[3]))
     else:
-        supervise(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+        supervise(sys.argv[1], json.loads(sys.argv[2]))
 
 
 if __name__ == "__main__":

@@ -2,29 +2,45 @@
 
 ``Sandbox`` keeps one worker (``_sandbox_worker.py``, started with ``subprocess`` in a fresh
 temporary folder): a supervisor that never imports the tools module, and under it the tool
-process that runs the functions (its address space capped with ``RLIMIT_AS``). Each call is sent
-as JSON with an id and answered as JSON; the function is called with keyword arguments, arguments
-are never ``eval()``-ed. The tool process cannot write the pipe this process reads: the
-supervisor passes on one checked reply per call (matching id, bounded size, result and error
-text cut), and this process checks again (one line per call, same id, bounded size), so a tool
-that writes stray or forged lines fails its own call and never shifts another row's result. A call that exceeds ``timeout`` seconds has its worker killed; a worker that dies
-(a crash, ``os._exit``, a signal, a ``MemoryError``) fails that call with the reason. Either way
-the next call gets a fresh worker, so one bad function never takes the run down.
+process that runs the functions. Each call is sent as JSON with an id and answered as JSON; the
+function is called with keyword arguments, arguments are never ``eval()``-ed. The tool process
+cannot write the pipe this process reads: the supervisor passes on one checked reply per call
+(matching id, bounded size, result and error text cut), and this process checks again (one line
+per call, same id, bounded size), so a tool that writes stray or forged lines fails its own call
+and never shifts another row's result. A call that exceeds ``timeout`` seconds has its worker
+killed; a worker that dies (a crash, ``os._exit``, a signal, a ``MemoryError``) fails that call
+with the reason. Either way the next call gets a fresh worker, so one bad function never takes
+the run down.
 
 The same module gives the tool specs (``ExecutionChecker.tool_specs()``, ``sandboxed_tool_specs``),
 derived from type hints and docstrings by ``dataflow.tools.from_python`` inside the worker: the
 tools module is never imported into the pipeline's process.
 
-Tool code may be hostile (APIGen executes third-party APIs), so the worker gets only an
-allow-listed environment (``worker_environment``: ``PATH``, locale, ``TZ``; ``HOME`` and the temp
-variables point at its own folder; nothing named like a key, token, secret or password), and the
-process that starts it makes itself non-dumpable (``PR_SET_DUMPABLE`` 0, Linux), which closes its
-``/proc/<pid>/environ`` and ``/proc/<pid>/mem`` to same-user processes; a root worker drops its
-capabilities, so the same holds when the pipeline runs as root. Other processes of the same user
-(the shell that exported a key, say) are not hidden from a tool: that needs a separate user or
-PID namespace.
-"""
+Tool code may be hostile (APIGen executes third-party APIs). What holds it, each a mechanism the
+platform keeps rather than a rule of ours (``Sandbox.confinement`` says what is in force; a
+missing one is named in one warning line per process):
 
+- **secrets**: an allow-listed environment (``worker_environment``: ``PATH``, locale, ``TZ``;
+  ``HOME`` and the temp variables point at its own folder; nothing named like a key, token,
+  secret or password); this process made non-dumpable (``PR_SET_DUMPABLE`` 0, Linux), which
+  closes its ``/proc/<pid>/environ`` and ``mem`` to same-user processes; a root worker drops its
+  capabilities, so the same holds when the pipeline runs as root.
+- **processes**: the worker starts in a new PID namespace (``unshare --pid --fork --kill-child
+  --mount-proc``, with a user namespace when not root) whose init is the supervisor: killing it
+  at a timeout or when the checker ends makes the kernel kill every process a tool started, in
+  whatever session; a tool sees only the sandbox's processes and cannot signal the pipeline.
+  Without it (no ``unshare``, or namespaces not permitted) the worker's process group is killed,
+  which a child started with ``setsid`` escapes.
+- **resources** (set in the tool process before the module is imported): ``RLIMIT_AS``
+  (``memory_mb`` per process), ``RLIMIT_NPROC`` (``max_processes``; not applied by the kernel
+  to root), ``RLIMIT_FSIZE`` (``max_file_mb``), ``RLIMIT_CORE`` 0. The memory cap is per process:
+  a tool's processes together may use up to ``max_processes`` times ``memory_mb``.
+- **files**: Landlock (Linux 5.13+): files can be created, written or removed only in the
+  worker's temporary folder; from Landlock ABI 6 (Linux 6.12) signals reach only the tool's own
+  processes. Reading is not restricted: a tool can read whatever this user can.
+- a tool that kills the supervisor, or the supervisor itself dying, fails that call
+  (``WorkerDied``) and the next call starts a fresh worker.
+"""
 from __future__ import annotations
 
 import json
@@ -35,6 +51,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -96,6 +113,86 @@ def make_process_undumpable() -> bool:
     return _undumpable
 
 
+_namespace_lock = threading.Lock()
+_namespace: tuple[list[str], str] | None = None  # (command prefix, why there is none)
+_warned: set[str] = set()
+
+
+def pid_namespace_command() -> tuple[list[str], str]:
+    """The ``unshare`` command prefix that starts a worker as init of a new PID namespace (with
+    its own ``/proc``, and a user namespace when not root), or ``([], why not)``. Tried once per
+    process with ``true``."""
+    global _namespace
+    with _namespace_lock:
+        if _namespace is None:
+            _namespace = _probe_pid_namespace()
+        return _namespace
+
+
+def _probe_pid_namespace() -> tuple[list[str], str]:
+    if not sys.platform.startswith("linux"):
+        return [], "PID namespaces are a Linux feature"
+    unshare, true = shutil.which("unshare"), shutil.which("true")
+    if unshare is None or true is None:
+        return [], "the unshare command (util-linux) is not installed"
+    base = ["--pid", "--fork", "--kill-child", "--mount-proc"]
+    candidates = [[unshare, *base]] if os.geteuid() == 0 else [
+        [unshare, "--user", "--map-current-user", *base], [unshare, "--user", "--map-root-user", *base]]
+    problem = ""
+    for command in candidates:
+        try:
+            done = subprocess.run([*command, true], capture_output=True, text=True, timeout=10,
+                                  stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            problem = str(exc)
+            continue
+        if done.returncode == 0:
+            return command, ""
+        problem = " ".join(done.stderr.split())[:200] or f"exit status {done.returncode}"
+    return [], f"unshare cannot create one here ({problem})"
+
+
+def _warn_missing(confinement: dict) -> None:
+    """One stderr line per process naming each confinement that is not in force."""
+    missing = []
+    if not confinement.get("pid_namespace"):
+        missing.append(f"a PID namespace ({confinement.get('pid_namespace_problem')}): processes a tool "
+                       "starts in a new session can outlive the checker, and tools can signal this user's "
+                       "other processes")
+    landlock = confinement.get("landlock") or {}
+    if not landlock.get("abi"):
+        missing.append(f"Landlock ({landlock.get('problem', 'not reported')}): tools can write wherever "
+                       "this user can")
+    elif not landlock.get("signals") and not confinement.get("pid_namespace"):
+        missing.append("Landlock signal scoping (needs Linux 6.12): tools can signal this user's processes")
+    processes = (confinement.get("rlimits") or {}).get("processes")
+    if isinstance(processes, str):
+        missing.append(f"a process cap ({processes})")
+    line = "; ".join(missing)
+    if line and line not in _warned:
+        _warned.add(line)
+        print(f"warning: the execution sandbox runs without {line}", file=sys.stderr, flush=True)
+
+
+def _death(what: str, code: int | None, tail: str = "") -> str:
+    """``WorkerDied: <what>: <how it ended>[; stderr: ...]`` for an exit code or -signal."""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        detail = f"killed by {name}"
+        if name == "SIGKILL":
+            detail += " (killed itself, or the system ran out of memory)"
+        elif name == "SIGXFSZ":
+            detail += " (a file reached max_file_mb)"
+    elif code is not None:
+        detail = f"exited with code {code}"
+    else:
+        detail = "stopped answering"
+    return f"WorkerDied: {what}: {detail}" + (f"; stderr: {tail}" if tail else "")
+
+
 def sandboxed_tool_specs(module_path: str | os.PathLike, timeout: float = 30.0) -> list[dict]:
     """OpenAI specs of a tools module's public functions (type hints + docstrings), derived in a
     sandbox worker: the module's code never runs in this process. Raises ``ToolSpecError``."""
@@ -106,8 +203,14 @@ def sandboxed_tool_specs(module_path: str | os.PathLike, timeout: float = 30.0) 
 class Sandbox:
     """A replaceable worker process that runs the functions of one module file or folder."""
 
+    #: start workers in a PID namespace / confine them with Landlock when the platform allows
+    #: (class-level switches for tests and for platforms where a mechanism misbehaves)
+    use_pid_namespace = True
+    use_landlock = True
+
     def __init__(self, module_path: str | os.PathLike, timeout: float = 5.0, memory_mb: int = 512,
-                 max_result_chars: int = 2000, startup_timeout: float = 30.0):
+                 max_result_chars: int = 2000, startup_timeout: float = 30.0, max_processes: int = 32,
+                 max_file_mb: int = 64):
         self.module_path = str(Path(module_path).resolve())
         if not Path(self.module_path).exists():
             raise ConfigError(f"tools module not found ({module_path}) — pass a .py file or a folder of them")
@@ -115,6 +218,11 @@ class Sandbox:
         self.memory_mb = memory_mb
         self.max_result_chars = max_result_chars
         self.startup_timeout = startup_timeout
+        self.max_processes = max_processes
+        self.max_file_mb = max_file_mb
+        #: what confines the current worker: ``pid_namespace`` (bool, with ``pid_namespace_problem``),
+        #: ``landlock`` (``{"abi", "signals"}`` or ``{"abi": 0, "problem"}``), ``rlimits``
+        self.confinement: dict = {}
         self.functions: list[str] = []
         self.restarts = 0
         self._started = False
@@ -150,6 +258,8 @@ class Sandbox:
             message = {}
         if not isinstance(message, dict) or message.get("id") != self._next_id or not message.get("ok"):
             error = message.get("error") if isinstance(message, dict) else None
+            if isinstance(message, dict) and "exit" in message:
+                error = self._exit_text("deriving the tool specs", message["exit"])
             self._kill()
             error = str(error or "the worker sent an unreadable reply")
             raise ToolSpecError(self.module_path, error.removeprefix("ToolSpecError: ")[:2000])
@@ -193,6 +303,10 @@ class Sandbox:
                 or not isinstance(message.get("ok"), bool) or self._buffer):
             self._kill()  # never let a stray or forged line answer a later call
             return {"ok": False, "error": "ProtocolError: the worker sent an unreadable or unexpected reply"}
+        if "exit" in message and not message["ok"]:  # the tool process died; the supervisor says how
+            error = self._exit_text("the worker died during the call", message["exit"])
+            self._kill()
+            return {"ok": False, "error": error}
         if message.get("restart"):
             self._kill()
         if message["ok"]:
@@ -230,11 +344,16 @@ class Sandbox:
         self._stderr = open(os.path.join(self._workdir, ".stderr"), "wb")
         env = worker_environment(self._workdir)
         make_process_undumpable()  # before the first worker exists
+        prefix, problem = pid_namespace_command() if self.use_pid_namespace else ([], "turned off")
+        settings = {"memory_mb": self.memory_mb, "max_result_chars": self.max_result_chars,
+                    "max_processes": self.max_processes, "max_file_mb": self.max_file_mb,
+                    "own_user_namespace": "--user" in prefix, "landlock": self.use_landlock}
         self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-B", str(WORKER), self.module_path, str(self.memory_mb), str(self.max_result_chars)],
+            [*prefix, sys.executable, "-I", "-B", str(WORKER), self.module_path, json.dumps(settings)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=self._workdir, env=env,
             start_new_session=True,
         )
+        self.confinement = {"pid_namespace": bool(prefix), "pid_namespace_problem": problem}
         self._buffer = b""
         try:
             ready = self._read_line(self.startup_timeout, limit=_SPECS_LIMIT)
@@ -253,6 +372,10 @@ class Sandbox:
             raise ConfigError(f"importing tools module {self.module_path} failed: "
                               f"{_cut(error) if isinstance(error, str) else 'the worker sent an unreadable reply'}")
         self.functions = [f for f in hello.get("functions") or [] if isinstance(f, str)]
+        reported = hello.get("confinement")
+        if isinstance(reported, dict):
+            self.confinement.update({k: reported.get(k) for k in ("landlock", "rlimits")})
+        _warn_missing(self.confinement)
         return self._proc
 
     def _read_line(self, timeout: float, limit: int = _SPECS_LIMIT) -> str | None:
@@ -292,19 +415,12 @@ class Sandbox:
                 pass
         tail = self._stderr_tail()
         self._kill()
-        if code is not None and code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            detail = f"killed by {name}"
-            if name == "SIGKILL":
-                detail += " (killed itself, or the system ran out of memory)"
-        elif code is not None:
-            detail = f"exited with code {code}"
-        else:
-            detail = "stopped answering"
-        return f"WorkerDied: {what}: {detail}" + (f"; stderr: {tail}" if tail else "")
+        return _death(what, code, tail)
+
+    def _exit_text(self, what: str, code: Any) -> str:
+        """The death of the tool process, as the supervisor reported it."""
+        return _death(what, code if isinstance(code, int) and not isinstance(code, bool) else None,
+                      self._stderr_tail())
 
     def _stderr_tail(self, n: int = 300) -> str:
         if not self._workdir:
@@ -347,7 +463,8 @@ class ExecutionChecker(OperatorABC):
     failing call is dropped as ``failed_execution: ...`` unless ``keep_failed=True``."""
 
     def __init__(self, module_path: str | os.PathLike, timeout: float = 5.0, memory_mb: int = 512,
-                 max_result_chars: int = 2000, keep_failed: bool = False):
+                 max_result_chars: int = 2000, keep_failed: bool = False, max_processes: int = 32,
+                 max_file_mb: int = 64):
         super().__init__()
         if not Path(module_path).exists():  # a user error: report it before any step (and LLM call) runs
             raise ConfigError(f"ExecutionChecker: tools module not found ({module_path}) — pass module_path= "
@@ -357,6 +474,8 @@ class ExecutionChecker(OperatorABC):
         self.memory_mb = memory_mb
         self.max_result_chars = max_result_chars
         self.keep_failed = keep_failed
+        self.max_processes = max_processes
+        self.max_file_mb = max_file_mb
 
     def tool_specs(self) -> list[dict]:
         """OpenAI specs of the module's functions (type hints + docstrings), derived inside the
@@ -371,7 +490,8 @@ class ExecutionChecker(OperatorABC):
                      "output_reason_key": output_reason_key},
             params={"module": _module_fingerprint(self.module_path), "timeout": self.timeout,
                     "memory_mb": self.memory_mb, "max_result_chars": self.max_result_chars,
-                    "keep_failed": self.keep_failed},
+                    "keep_failed": self.keep_failed, "max_processes": self.max_processes,
+                    "max_file_mb": self.max_file_mb},
             batch_fn=lambda rows: self.process_batch(rows, input_answers_key, output_key, output_results_key,
                                                      output_reason_key),
         )
@@ -382,7 +502,8 @@ class ExecutionChecker(OperatorABC):
         from ..formats.convert import calls_of
 
         outcomes = []
-        with Sandbox(self.module_path, self.timeout, self.memory_mb, self.max_result_chars) as sandbox:
+        with Sandbox(self.module_path, self.timeout, self.memory_mb, self.max_result_chars,
+                     max_processes=self.max_processes, max_file_mb=self.max_file_mb) as sandbox:
             for row in rows:
                 try:
                     calls = calls_of(row.get(input_answers_key, row.get("function_calls")))
