@@ -25,8 +25,8 @@ missing one is named in one warning line per process):
   secret or password); this process made non-dumpable (``PR_SET_DUMPABLE`` 0, Linux), which
   closes its ``/proc/<pid>/environ`` and ``mem`` to same-user processes; a root worker drops its
   capabilities, so the same holds when the pipeline runs as root.
-- **processes**: the worker starts in a new PID namespace (``unshare --pid --fork --kill-child
-  --mount-proc``, with a user namespace when not root) whose init is the supervisor: killing it
+- **processes**: the worker starts in a new PID namespace (``unshare --pid --fork --kill-child``,
+  ``--mount-proc`` where allowed, a user namespace when not root) whose init is the supervisor: killing it
   at a timeout or when the checker ends makes the kernel kill every process a tool started, in
   whatever session; a tool sees only the sandbox's processes and cannot signal the pipeline.
   Without it (no ``unshare``, or namespaces not permitted) the worker's process group is killed,
@@ -120,8 +120,8 @@ _warned: set[str] = set()
 
 def pid_namespace_command() -> tuple[list[str], str]:
     """The ``unshare`` command prefix that starts a worker as init of a new PID namespace (with
-    its own ``/proc``, and a user namespace when not root), or ``([], why not)``. Tried once per
-    process with ``true``."""
+    its own ``/proc`` where mounting one is allowed, and a user namespace when not root), or
+    ``([], why not)``. Tried once per process with ``true``."""
     global _namespace
     with _namespace_lock:
         if _namespace is None:
@@ -135,9 +135,10 @@ def _probe_pid_namespace() -> tuple[list[str], str]:
     unshare, true = shutil.which("unshare"), shutil.which("true")
     if unshare is None or true is None:
         return [], "the unshare command (util-linux) is not installed"
-    base = ["--pid", "--fork", "--kill-child", "--mount-proc"]
-    candidates = [[unshare, *base]] if os.geteuid() == 0 else [
-        [unshare, "--user", "--map-current-user", *base], [unshare, "--user", "--map-root-user", *base]]
+    users = [[]] if os.geteuid() == 0 else [["--user", "--map-current-user"], ["--user", "--map-root-user"]]
+    # its own /proc when mounting one is allowed; the namespace alone still ties every process to its init
+    candidates = [[unshare, *user, "--pid", "--fork", "--kill-child", *proc]
+                  for proc in (["--mount-proc"], []) for user in users]
     problem = ""
     for command in candidates:
         try:
