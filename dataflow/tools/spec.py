@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import OrderedDict
 from typing import Any, Iterable
 
 from ..core.errors import ToolSpecError
@@ -156,8 +155,8 @@ _OPENNESS_KEYS = ("additionalProperties", "unevaluatedProperties", "patternPrope
 
 #: canonical JSON of schemas that passed ``check_json_schema`` (a tool list is checked by several
 #: operators and by every ``validate_calls``)
-_VALID_SCHEMAS: "OrderedDict[bytes | str, None]" = OrderedDict()
-_VALID_SCHEMAS_SIZE = 8192
+_VALID_SCHEMAS: dict[bytes | str, None] = {}
+_VALID_SCHEMAS_SIZE = 8192  # then it starts again empty (cheaper than an LRU on the new-tools path)
 _VALID_PATTERNS: dict[str, str | None] = {}
 
 
@@ -192,17 +191,28 @@ def check_json_schema(tool: str, schema: dict) -> None:
     _meta_check(tool, schema, lambda: _check_subschemas(tool, schema, ""))
 
 
+_RS: Any = None
+
+
+def _rs() -> Any:
+    """jsonschema_rs, imported on first use."""
+    global _RS
+    if _RS is None:
+        import jsonschema_rs
+
+        _RS = jsonschema_rs
+    return _RS
+
+
 def _meta_check(tool: str, schema: dict, more: Any = None) -> None:
     """The metaschema check (cached by content, keys in their order: the same schema written in
     another order is checked again); ``more()`` runs once before caching."""
     key = content_key(schema)
     if key is not None and key in _VALID_SCHEMAS:
         return
-    import jsonschema_rs
-
     try:
-        jsonschema_rs.meta.validate(schema)
-    except jsonschema_rs.ValidationError as exc:
+        _rs().meta.validate(schema)
+    except _rs().ValidationError as exc:
         where = "/".join(str(p) for p in exc.instance_path) or "(root)"
         raise ToolSpecError(tool, f"'parameters' is not a valid JSON Schema at {where}: {exc.message}") from None
     except (TypeError, ValueError, OverflowError) as exc:
@@ -210,9 +220,9 @@ def _meta_check(tool: str, schema: dict, more: Any = None) -> None:
     if more is not None:
         more()
     if key is not None:
+        if len(_VALID_SCHEMAS) >= _VALID_SCHEMAS_SIZE:
+            _VALID_SCHEMAS.clear()
         _VALID_SCHEMAS[key] = None
-        if len(_VALID_SCHEMAS) > _VALID_SCHEMAS_SIZE:
-            _VALID_SCHEMAS.popitem(last=False)
 
 
 def regex_problem(pattern: str) -> str | None:
@@ -527,43 +537,52 @@ def _normalized(tool: str, schema: Any, where: str) -> Any:
         return _copy_slow(schema)
     out: dict[str, Any] = {}
     props = None
+    odd_type = False
+    pattern = None
     for key, value in schema.items():
-        if key == "type":
-            mapped = _SIMPLE_TYPES.get(value) if type(value) is str else None
-            out["type"] = mapped if mapped is not None else _copy_slow(value)
-            continue
-        if key == "description" or key == "title":
-            out[key] = value
-            continue
         kind = type(value)
-        if key == "properties" and kind is dict:
-            props = out["properties"] = {name: _normalized(tool, sub, f"{where}.{name}") for name, sub in value.items()}
-        elif key == "required" and kind is list:
-            out[key] = list(value)
+        if kind is str:  # description, title, type, format, pattern ...: most values
+            if key == "type":
+                mapped = _SIMPLE_TYPES.get(value)
+                if mapped is None:
+                    odd_type = True
+                else:
+                    value = mapped
+            elif key == "pattern":
+                pattern = value
+            out[key] = value
         elif kind is dict:
-            if key in _MAP_KEYS:
-                out[key] = {name: _normalized(tool, sub, f"{where}.{name}") for name, sub in value.items()}
+            if key == "properties":
+                props = out[key] = {name: _normalized(tool, sub, where + "." + name) for name, sub in value.items()}
+            elif key in _MAP_KEYS:
+                out[key] = {name: _normalized(tool, sub, where + "." + name) for name, sub in value.items()}
                 if key == "patternProperties":
                     for rx in value:
                         _require_ecma(tool, where, "'patternProperties' key", rx)
             elif key in _CHILD_KEYS:
-                out[key] = _normalized(tool, value, f"{where}.{key}")
+                out[key] = _normalized(tool, value, where + "." + key)
             else:
                 out[key] = _copy_slow(value)
         elif kind is list:
-            if key in _LIST_KEYS:
+            if key == "required":
+                out[key] = list(value)
+            elif key == "type":
+                out[key] = list(value)
+                odd_type = True
+            elif key in _LIST_KEYS:
                 out[key] = [_normalized(tool, sub, f"{where}.{key}[{i}]") for i, sub in enumerate(value)]
             elif key == "items":  # draft-4 tuple form -> prefixItems
                 out["prefixItems"] = [_normalized(tool, sub, f"{where}.items[{i}]") for i, sub in enumerate(value)]
             else:
                 out[key] = _copy_slow(value)
+        elif key == "type":  # not a name: _normalize_type_keyword says so
+            out[key] = value
+            odd_type = True
         else:
             out[key] = value
-    kind_of = out.get("type")
-    if kind_of is not None and not (type(kind_of) is str and kind_of in JSON_TYPES):
+    if odd_type:
         _normalize_type_keyword(tool, out, where)
-    pattern = out.get("pattern")
-    if type(pattern) is str:
+    if pattern is not None:
         _require_ecma(tool, where, "'pattern'", pattern)
     required = out.get("required")
     if props is not None:
