@@ -151,3 +151,9 @@ def test_cache_entry_keeps_finish_reason(tmp_path):
     cache.put("k", CachedResponse("{", 1, 2, None, "length"))
     cache.put("k2", CachedResponse("{}", 1, 2))
     assert cache.get("k").finish_reason == "length" and cache.get("k2").finish_reason is None
+
+
+def test_fake_server_llmresult_failure_is_a_server_error(fake_server):
+    fake_server.responder = lambda m, s: LLMResult.failure("model crashed")
+    [result] = client(fake_server.url, cache=False, max_retries=0).generate_from_input(["x"])
+    assert not result.ok and result.reason.startswith("HTTP 500") and "model crashed" in result.reason
