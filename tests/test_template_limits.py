@@ -52,9 +52,11 @@ ATTACKS = {
     "replace_empty": "{{ ('a' * 1000)|replace('', 'b' * 100000) }}",
     "join_filter": "{{ range(100000)|join('x' * 100000) }}",
     "join_method": "{{ ('x' * 100000).join(range(100000)|map('string')) }}",
+    "join_filter_of_a_generator": "{{ range(100000)|map('string')|join('x' * 100000) }}",
     "batch_fill": "{{ ([1]|batch(2000000000, 'x')|list)|length }}",
     "indent_filter": "{{ ('\n' * 100000)|indent('x' * 100000) }}",
     "lipsum": "{{ lipsum(100000, max=100000) }}",
+    "urlize_rel": "{{ ('a.com ' * 100000)|urlize(rel='r' * 100000) }}",
     "translate": "{{ ('a' * 100000).translate({97: 'b' * 100000}) }}",
     # 2 GB by doubling, a few dozen steps
     "doubling_with_tilde": "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
@@ -88,12 +90,14 @@ def test_template_attack_ends_in_a_clear_error(name, monkeypatch):
 def test_limits_count_per_render_and_leave_ordinary_templates_alone():
     body = ("{% for i in range(600) %}{% for j in range(1000) %}{% endfor %}{% endfor %}"  # 600,600 steps
             "{{ tools|tojson }}|{{ '%5d' % 3 }}|{{ '{:>4}'.format('x') }}|{{ 2**64 }}|{{ [1, 2]|sum }}"
-            "|{{ 'ab' * 3 }}|{{ name ~ '!' }}|{{ [[1], [2]]|sum(start=[]) }}|{{ (text * 2)|length }}")
+            "|{{ 'ab' * 3 }}|{{ name ~ '!' }}|{{ [[1], [2]]|sum(start=[]) }}|{{ (text * 2)|length }}"
+            "|{{ tools[:3]|map(attribute='type')|join(',') }}|{{ '-'.join(tools[:2]|map(attribute='type')) }}")
     template = PromptTemplate("t", template_with(body), "<t>")
     tools = [{"type": "function", "function": {"name": f"f{i}", "parameters": {}}} for i in range(2000)]
     for _ in range(2):  # a second render starts from zero
         _, user = template.render(tools=tools, name="n", text="x" * 1_000_000)
-    assert user.endswith("|    3|   x|18446744073709551616|3|ababab|n!|[1, 2]|2000000")
+    assert user.endswith("|    3|   x|18446744073709551616|3|ababab|n!|[1, 2]|2000000"
+                         "|function,function,function|function-function")
     assert len(user) > 100_000
 
 

@@ -200,10 +200,8 @@ def _string_method_size(method: Any, args: tuple, kwargs: dict) -> int | None:
         old, new = args[0], args[1]
         hits = len(text) + 1 if not old else text.count(old)
         return len(text) + hits * max(len(new) - len(old), 0)
-    if name == "join" and args:
-        items = args[0]
-        n = len(items) if hasattr(items, "__len__") else MAX_CHARS + 1
-        return weight(items) + len(text) * n
+    if name == "join" and args and hasattr(args[0], "__len__"):
+        return weight(args[0]) + len(text) * len(args[0])
     if name == "translate" and args and isinstance(args[0], dict):
         longest = max((weight(v) for v in args[0].values()), default=1)
         return len(text) * max(longest, 1)
@@ -240,6 +238,10 @@ def _filter_estimates(name: str, bound: dict) -> int | None:
         wrap = bound.get("wrapstring") or "\n"
         lines = len(text) // max(width, 1) + text.count("\n") + 1 if _is_int(width) else len(text)
         return len(text) + lines * len(str(wrap))
+    if name == "urlize":  # each link repeats its text and carries rel= and target=
+        text = str(bound.get("value", ""))
+        extra = len(str(bound.get("rel") or "")) + len(str(bound.get("target") or "")) + 64
+        return 3 * len(text) + (len(text.split()) + 1) * extra
     if name == "truncate":
         return weight(bound.get("s")) + weight(bound.get("end", "..."))
     return None
@@ -257,6 +259,11 @@ def _sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0)
     return sum(items, start)
 
 
+def _listed(value: Any) -> Any:
+    """``value``, or the list of its items when it is an iterator (whose size is unknown)."""
+    return list(value) if hasattr(value, "__next__") and not hasattr(value, "__len__") else value
+
+
 def _wrap_filter(name: str, func: Any) -> Any:
     try:
         signature = inspect.signature(func)
@@ -265,6 +272,9 @@ def _wrap_filter(name: str, func: Any) -> Any:
 
     @functools.wraps(func)
     def bounded(*args: Any, **kwargs: Any) -> Any:
+        if name == "join":  # its size depends on the items: a generator (map, select) is listed first
+            args = tuple(_listed(a) for a in args)
+            kwargs = {k: _listed(v) for k, v in kwargs.items()}
         for value in itertools.chain(args, kwargs.values()):
             _checked(value, f"the input of the {name!r} filter")
         if signature is not None:
@@ -416,6 +426,8 @@ class BoundedSandboxedEnvironment(ImmutableSandboxedEnvironment):
         owner = getattr(target, "__self__", None)
         if isinstance(owner, (str, bytes)):
             name = getattr(target, "__name__", "")
+            if name == "join" and args:
+                args = (_listed(args[0]), *args[1:])
             if name in ("format", "format_map") and isinstance(owner, str):
                 mapping = args[0] if name == "format_map" and args else kwargs
                 estimate = _format_size(owner, args if name == "format" else (), mapping)
