@@ -173,18 +173,20 @@ def validate_calls(calls: Any, tools: Any, *, allow_dots: bool = True) -> list[s
 
 
 def compile_tools(tools: Any, *, allow_dots: bool = True) -> ToolSet:
-    """Normalise (spec checks included) and index a tool list (cached by content); each tool's
-    validator is compiled on its first call. A list/dict object is also remembered by identity,
-    so a loop validating against the same list pays no hashing; after changing a tool list *in
-    place*, pass a new list (or call ``clear_cache()``)."""
+    """Normalise (spec checks included) and index a tool list; each tool's validator is compiled
+    on its first call. A tool list seen before is cached by content, and a list/dict object also
+    by identity, so a loop validating against the same list pays no hashing; after changing a
+    tool list *in place*, pass a new list (or call ``clear_cache()``). A list seen once is not
+    kept: with a new tool set on every row, caching would only feed the garbage collector."""
     ident = None
     if not isinstance(tools, str):
         ident = (id(tools), allow_dots)
         hit = _IDENTITY_CACHE.get(ident)
         if hit is not None and hit[0] is tools and hit[1] == _shallow_ids(tools):
             return hit[2]
-    key = (allow_dots, tools if isinstance(tools, str) else content_key(tools))
-    toolset = _TOOLSET_CACHE.get(key) if key[1] is not None else None
+    content = tools if isinstance(tools, str) else content_key(tools)
+    key = (allow_dots, content)
+    toolset = _TOOLSET_CACHE.get(key) if content is not None else None
     if toolset is not None:
         _TOOLSET_CACHE.move_to_end(key)
     else:
@@ -193,11 +195,24 @@ def compile_tools(tools: Any, *, allow_dots: bool = True) -> ToolSet:
             name = spec["function"]["name"]
             compiled[name] = CompiledTool(name, spec)  # validators built on a first call that needs them
         toolset = ToolSet(compiled)
-        if key[1] is not None:
+        if content is not None and not _first_sighting(key):
             _remember(_TOOLSET_CACHE, key, toolset)
-    if ident is not None:
+    if ident is not None and not _first_sighting(ident):
         _remember(_IDENTITY_CACHE, ident, (tools, _shallow_ids(tools), toolset), size=256)
     return toolset
+
+
+_SEEN: dict[Any, None] = {}
+
+
+def _first_sighting(key: Any) -> bool:
+    """Whether ``key`` is new (then it is noted: the next time it is not)."""
+    if key in _SEEN:
+        return False
+    if len(_SEEN) >= 16384:
+        _SEEN.clear()
+    _SEEN[key] = None
+    return True
 
 
 def clear_cache() -> None:
@@ -205,6 +220,7 @@ def clear_cache() -> None:
     _TOOLSET_CACHE.clear()
     _TOOL_CACHE.clear()
     _IDENTITY_CACHE.clear()
+    _SEEN.clear()
 
 
 def _shallow_ids(tools: Any) -> tuple:
@@ -346,6 +362,8 @@ def _accepts(schema: Any, value: Any, closed: bool) -> bool:
     if type(schema) is not dict:
         return False
     for key, rule in schema.items():
+        if key in _ANNOTATIONS:
+            continue
         if key == "type":
             if type(rule) is str:
                 test = _TYPE_TESTS.get(rule)
@@ -414,7 +432,7 @@ def _accepts(schema: Any, value: Any, closed: bool) -> bool:
                 for name, needs in rule.items():
                     if name in value and any(n not in value for n in needs):
                         return False
-        elif key not in _ANNOTATIONS:
+        else:
             return False  # a keyword decided by the validator
     return True
 
