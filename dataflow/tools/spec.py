@@ -516,6 +516,11 @@ def _copy_slow(value: Any) -> Any:
     return value
 
 
+#: keys of an argument schema whose values are all scalars and need no check: copied flat
+_PLAIN_LEAF_KEYS = frozenset({"type", "description", "title", "format", "minimum", "maximum", "exclusiveMinimum",
+                              "exclusiveMaximum", "minLength", "maxLength", "multipleOf", "minItems", "maxItems",
+                              "minProperties", "maxProperties", "uniqueItems", "readOnly", "writeOnly",
+                              "deprecated", "$comment"})
 _MAP_KEYS = frozenset(_SCHEMA_CHILD_MAPS)
 _LIST_KEYS = frozenset(_SCHEMA_CHILD_LISTS)
 _CHILD_KEYS = frozenset(_SCHEMA_CHILDREN)
@@ -553,7 +558,17 @@ def _normalized(tool: str, schema: Any, where: str) -> Any:
             out[key] = value
         elif kind is dict:
             if key == "properties":
-                props = out[key] = {name: _normalized(tool, sub, where + "." + name) for name, sub in value.items()}
+                props = out[key] = {}
+                for name, sub in value.items():
+                    if type(sub) is dict and sub.keys() <= _PLAIN_LEAF_KEYS:  # a plain argument: copied flat
+                        kind_of = sub.get("type")
+                        mapped = _SIMPLE_TYPES.get(kind_of) if type(kind_of) is str else None
+                        if mapped is not None or kind_of is None:
+                            leaf = props[name] = dict(sub)
+                            if mapped is not None and mapped is not kind_of:
+                                leaf["type"] = mapped
+                            continue
+                    props[name] = _normalized(tool, sub, where + "." + name)
             elif key in _MAP_KEYS:
                 out[key] = {name: _normalized(tool, sub, where + "." + name) for name, sub in value.items()}
                 if key == "patternProperties":
