@@ -76,6 +76,10 @@ def test_orphan_result_is_a_row_error_in_every_converter():
         read_glaive_row({"system": "", "chat": "USER: hi\n\nFUNCTION RESPONSE: {\"t\": 1}\n\nASSISTANT: ok"})
     with pytest.raises(RowError, match="orphan_result"):
         read_sharegpt_row({"conversations": [{"from": "human", "value": "hi"}, {"from": "observation", "value": "1"}]})
+    hermes = openai_messages_to_hermes(conversation(), [WEATHER, TIME])
+    hermes["conversations"][3]["value"] = hermes["conversations"][3]["value"].replace('"get_time"', '"get_news"')
+    with pytest.raises(RowError, match="orphan_result: .*'get_news'"):
+        read_sharegpt_row(hermes)
     assert any("unknown or already answered" in p for p in check_conversation(orphan, [WEATHER]))
 
 

@@ -337,7 +337,9 @@ class _Calls:
     def result(self, content: Any, where: str, name: str | None = None) -> dict:
         if not self.pending:
             raise RowError(f"orphan_result: {where} answers no call (no function call before it)")
-        index = next((i for i, (_, n) in enumerate(self.pending) if not name or n == name), 0)
+        index = next((i for i, (_, n) in enumerate(self.pending) if not name or n == name), None)
+        if index is None:
+            raise RowError(f"orphan_result: {where} answers {name!r}, which no unanswered call names")
         cid, called = self.pending.pop(index)
         return {"role": "tool", "tool_call_id": cid, "name": called, "content": _as_text(content)}
 
