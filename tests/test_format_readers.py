@@ -106,6 +106,18 @@ def test_llama_factory_sharegpt_row():
     assert check_conversation(chat["messages"], chat["tools"]) == []
 
 
+def test_llama_factory_parallel_calls_answered_by_one_observation():
+    row = {"conversations": [
+        {"from": "human", "value": "Weather in Oslo and the time?"},
+        {"from": "function_call", "value": json.dumps([{"name": "get_weather", "arguments": {"city": "Oslo"}},
+                                                        {"name": "get_time", "arguments": {}}])},
+        {"from": "observation", "value": json.dumps([{"temp": 3}, "12:00"])},
+        {"from": "gpt", "value": "3 degrees at 12:00."}], "tools": json.dumps([WEATHER, TIME])}
+    chat = read_sharegpt_row(row)
+    assert [m.get("name") for m in chat["messages"] if m["role"] == "tool"] == ["get_weather", "get_time"]
+    assert check_conversation(chat["messages"], chat["tools"]) == []
+
+
 @pytest.mark.parametrize("reader, row", [
     (read_glaive_row, LLAMA_FACTORY),
     (read_sharegpt_row, {"system": "x", "chat": "USER: hi"}),

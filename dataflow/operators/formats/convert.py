@@ -432,7 +432,11 @@ def read_sharegpt_row(row: dict) -> dict:
             messages.append(calls_made.message(content, calls))
         else:
             blocks = _TOOL_RESPONSE_BLOCK.findall(text)
-            if not blocks:
+            parallel = _maybe_json(text) if not blocks and len(calls_made.pending) > 1 else None
+            if isinstance(parallel, list) and len(parallel) == len(calls_made.pending):
+                for result in parallel:  # one observation answering a parallel function_call, in order
+                    messages.append(calls_made.result(result, f"turn {number} ({turn['from']})"))
+            elif not blocks:
                 messages.append(calls_made.result(text, f"turn {number} ({turn['from']})"))
             for block in blocks:
                 response = _maybe_json(block)
