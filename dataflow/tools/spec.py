@@ -153,10 +153,6 @@ def normalize_parameters(tool: str, params: Any) -> dict:
 _OPENNESS_KEYS = ("additionalProperties", "unevaluatedProperties", "patternProperties", "allOf", "anyOf",
                   "oneOf", "if", "$ref", "dependentSchemas")
 
-#: canonical JSON of schemas that passed ``check_json_schema`` (a tool list is checked by several
-#: operators and by every ``validate_calls``)
-_VALID_SCHEMAS: dict[bytes | str, None] = {}
-_VALID_SCHEMAS_SIZE = 8192  # then it starts again empty (cheaper than an LRU on the new-tools path)
 _VALID_PATTERNS: dict[str, str | None] = {}
 
 
@@ -205,24 +201,20 @@ def _rs() -> Any:
 
 
 def _meta_check(tool: str, schema: dict, more: Any = None) -> None:
-    """The metaschema check (cached by content, keys in their order: the same schema written in
-    another order is checked again); ``more()`` runs once before caching."""
-    key = content_key(schema)
-    if key is not None and key in _VALID_SCHEMAS:
-        return
+    """The metaschema check (jsonschema-rs: about as fast as hashing the schema to cache it, so
+    nothing is cached); ``more()`` runs after it."""
+    rs = _rs()
     try:
-        _rs().meta.validate(schema)
-    except _rs().ValidationError as exc:
+        valid = rs.meta.is_valid(schema)
+        if not valid:
+            rs.meta.validate(schema)
+    except rs.ValidationError as exc:
         where = "/".join(str(p) for p in exc.instance_path) or "(root)"
         raise ToolSpecError(tool, f"'parameters' is not a valid JSON Schema at {where}: {exc.message}") from None
     except (TypeError, ValueError, OverflowError) as exc:
         raise ToolSpecError(tool, f"'parameters' is not a valid JSON Schema: {exc}") from None
     if more is not None:
         more()
-    if key is not None:
-        if len(_VALID_SCHEMAS) >= _VALID_SCHEMAS_SIZE:
-            _VALID_SCHEMAS.clear()
-        _VALID_SCHEMAS[key] = None
 
 
 def regex_problem(pattern: str) -> str | None:

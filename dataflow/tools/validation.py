@@ -340,15 +340,13 @@ def ecma_search(pattern: str, text: str) -> bool:
 # -- the acceptance pre-check ----------------------------------------------------------------
 _ANNOTATIONS = frozenset({"description", "title", "default", "examples", "$comment", "deprecated",
                           "readOnly", "writeOnly", "$schema", "$id", "x-response", "x-sub-tasks"})
-_TYPE_TESTS = {
-    "string": lambda x: type(x) is str,
-    "integer": lambda x: type(x) is int,
-    "number": lambda x: type(x) is int or type(x) is float,
-    "boolean": lambda x: type(x) is bool,
-    "array": lambda x: type(x) is list,
-    "object": lambda x: type(x) is dict,
-    "null": lambda x: x is None,
+#: JSON type -> the Python types of its values (exact: ``True`` is no integer here)
+_PY_TYPES: dict[str, frozenset] = {
+    "string": frozenset({str}), "integer": frozenset({int}), "number": frozenset({int, float}),
+    "boolean": frozenset({bool}), "array": frozenset({list}), "object": frozenset({dict}),
+    "null": frozenset({type(None)}),
 }
+_NO_TYPES: frozenset = frozenset()
 
 
 def _accepts(schema: Any, value: Any, closed: bool) -> bool:
@@ -366,10 +364,9 @@ def _accepts(schema: Any, value: Any, closed: bool) -> bool:
             continue
         if key == "type":
             if type(rule) is str:
-                test = _TYPE_TESTS.get(rule)
-                if test is None or not test(value):
+                if type(value) not in _PY_TYPES.get(rule, _NO_TYPES):
                     return False
-            elif not any(_TYPE_TESTS.get(r, _never)(value) for r in rule):
+            elif not any(type(value) in _PY_TYPES.get(r, _NO_TYPES) for r in rule):
                 return False
         elif key == "properties":
             if type(value) is dict:
@@ -380,6 +377,10 @@ def _accepts(schema: Any, value: Any, closed: bool) -> bool:
                             return False
                         if "additionalProperties" in schema or "patternProperties" in schema:
                             continue
+                    elif type(sub) is dict and len(sub) <= 2 and type(sub.get("type")) is str and (
+                            len(sub) == 1 or "description" in sub):  # a plain typed argument
+                        if type(item) not in _PY_TYPES.get(sub["type"], _NO_TYPES):
+                            return False
                     elif not _accepts(sub, item, closed):
                         return False
         elif key == "required":
@@ -435,10 +436,6 @@ def _accepts(schema: Any, value: Any, closed: bool) -> bool:
         else:
             return False  # a keyword decided by the validator
     return True
-
-
-def _never(value: Any) -> bool:
-    return False
 
 
 def _open(schema: dict) -> bool:
