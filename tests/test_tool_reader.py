@@ -244,3 +244,22 @@ def test_messages_from_either_validator_read_the_same():
             rs = {m for e in compiled.validator.iter_errors(args) for m in _describe_rs(e, schema)}
             py = {m for e in python.iter_errors(args) for m in _describe(e)}
             assert rs == py, (tool["function"]["name"], args)
+
+
+def test_new_tools_per_row_throughput_is_reasonable():
+    """A new tool set on every row (spec checks included) stays in the tens of thousands of
+    calls per second; loose bound, benchmarks/bench_validate_calls.py measures properly."""
+    import sys
+    import time
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_validate_calls import make_bfcl_rows
+
+    rows = make_bfcl_rows(2000, seed=7)
+    calls = sum(len(c) for _, c in rows)
+    started = time.process_time()
+    invalid = sum(bool(validate_calls(c, t)) for t, c in rows)
+    rate = calls / max(time.process_time() - started, 1e-9)
+    assert 0 < invalid < len(rows) // 5
+    assert rate > 3000, rate
