@@ -8,7 +8,9 @@ Calls and their arguments are read by ``dataflow.tools.calls`` (the one reader: 
 a JSON string is decoded, NaN/Infinity are invalid values).
 
 The verdict is jsonschema-rs's Draft 2020-12 validator (ECMA-262 ``pattern``, formats checked),
-compiled once per tool on its first call and cached, with two deliberate changes:
+compiled for a tool the first time a call needs it, with two deliberate changes below. Before
+that, ``_accepts`` (pure Python, no compiling) takes the calls it can prove valid: a new tool set
+on every row (APIGen sampling, generated functions) mostly needs no validator at all.
 
 - objects are closed by default: an object schema that has ``properties`` and says nothing about
   ``additionalProperties`` gets ``additionalProperties: false`` (or ``unevaluatedProperties:
@@ -19,8 +21,9 @@ compiled once per tool on its first call and cached, with two deliberate changes
   ``3.0``; a training example should not teach a model to write it). ``number`` accepts integers
   and rejects booleans; ``boolean`` rejects the string ``"true"``.
 
-The messages of an invalid call are written from the Python ``jsonschema`` library's errors
-(whose ``pattern`` is also ECMA-262 here), each reading ``call <i> (<function>): <problem>``,
+The messages of an invalid call are written from jsonschema-rs's errors (from the Python
+``jsonschema`` library's only where ``3.0`` is given for an integer, which jsonschema-rs accepts;
+its ``pattern`` is ECMA-262 here too), each reading ``call <i> (<function>): <problem>``,
 ``<i>`` counting from 0 as the list does, e.g. ``call 1 (get_weather): argument 'days': 1.5 is
 not of type 'integer'``. Under ``anyOf``/``oneOf`` the message names the failing rule of the
 branch whose type fits the value (not "is not of type 'null'" for an optional value).
@@ -354,7 +357,7 @@ def _accepts(schema: Any, value: Any, closed: bool) -> bool:
     (objects with ``properties`` closed when ``closed``, strict ``integer``); ``False`` means
     invalid *or not decided here* (``format``, ``oneOf``, ``if``, ``$ref``, ...), and the
     compiled validator decides. Reading a new tool's schema costs less than compiling it, and
-    most calls are valid. ``tests/test_validate_calls.py`` cross-checks it with the validator."""
+    most calls are valid. ``tests/test_tool_reader.py`` cross-checks it with the validators."""
     if schema is True:
         return True
     if type(schema) is not dict:
