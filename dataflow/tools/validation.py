@@ -467,16 +467,79 @@ def _in_enum(value: Any, options: list) -> bool:
 
 
 # -- messages from jsonschema-rs errors --------------------------------------------------------
+#: jsonschema-rs error kind -> (JSON Schema keyword, the key of its value in ``kind.as_dict()``)
+_RS_RULES = {
+    "Type": ("type", "types"), "Enum": ("enum", "options"), "Constant": ("const", "expected_value"),
+    "Minimum": ("minimum", "limit"), "Maximum": ("maximum", "limit"), "ExclusiveMinimum": ("exclusiveMinimum", "limit"),
+    "ExclusiveMaximum": ("exclusiveMaximum", "limit"), "MultipleOf": ("multipleOf", "multiple_of"),
+    "MinLength": ("minLength", "limit"), "MaxLength": ("maxLength", "limit"), "MinItems": ("minItems", "limit"),
+    "MaxItems": ("maxItems", "limit"), "Pattern": ("pattern", "pattern"), "Format": ("format", "format"),
+    "UniqueItems": ("uniqueItems", None), "Not": ("not", None),
+}
 _BOUND_WORDS = {
-    "Minimum": ("is less than the minimum of", "minimum"), "Maximum": ("is greater than the maximum of", "maximum"),
-    "ExclusiveMinimum": ("must be greater than", "exclusiveMinimum"),
-    "ExclusiveMaximum": ("must be less than", "exclusiveMaximum"),
+    "minimum": "is less than the minimum of", "maximum": "is greater than the maximum of",
+    "exclusiveMinimum": "must be greater than", "exclusiveMaximum": "must be less than",
+    "multipleOf": "is not a multiple of",
 }
 
 
+def _rule_message(keyword: str, path: str, instance: Any, value: Any) -> str | None:
+    """The message for a broken rule, the same whichever validator found it (``None``: a rule
+    without its own wording)."""
+    where = _where(path)
+    if keyword == "type":
+        types = value if isinstance(value, list) else [value]
+        return f"{where}{_short(instance)} is not of type {' or '.join(repr(t) for t in types)}"
+    if keyword == "enum":
+        return f"{where}{_short(instance)} is not one of {_short(value)}"
+    if keyword == "const":
+        return f"{where}{_short(instance)} must equal {_short(value)}"
+    if keyword == "not":
+        return f"{where}matches a schema it must not match ('not')"
+    if keyword in _BOUND_WORDS:
+        return f"{where}{_short(instance)} {_BOUND_WORDS[keyword]} {value} ({keyword})"
+    if keyword in ("minLength", "maxLength"):
+        rel = "shorter than" if keyword == "minLength" else "longer than"
+        return f"{where}{_short(instance)} is {rel} {value} characters ({keyword})"
+    if keyword in ("minItems", "maxItems"):
+        rel = "fewer than" if keyword == "minItems" else "more than"
+        count = len(instance) if isinstance(instance, list) else "?"
+        return f"{where}has {rel} {value} items ({keyword}; got {count})"
+    if keyword == "pattern":
+        return f"{where}{_short(instance)} does not match the pattern {value!r}"
+    if keyword == "format":
+        return f"{where}{_short(instance)} is not a valid {value!r} (format)"
+    if keyword == "uniqueItems":
+        return f"{where}has repeated items (uniqueItems)"
+    return None
+
+
+def _missing(path: str, name: Any, condition: str) -> str:
+    return f"missing required argument {_join(path, str(name))!r}{condition}"
+
+
+def _unknown(path: str, names: Iterable[Any], fallback: str) -> list[str]:
+    return [f"unknown argument {_join(path, str(k))!r}" for k in names] or [f"{_where(path)}{fallback}"]
+
+
+def _requires(path: str, owner: Any, need: Any) -> str:
+    return f"argument {_join(path, str(owner))!r} requires argument {_join(path, str(need))!r} (dependentRequired)"
+
+
+def _alternatives(path: str, keyword: str, detail: str | None) -> str:
+    if detail is None:
+        return f"{_where(path)}matches more than one of the oneOf alternatives (exactly one must match)"
+    return f"{_where(path)}matches none of the {keyword} alternatives{detail}"
+
+
+def _other(path: str, message: str, keyword: str) -> str:
+    message = message if len(message) <= 200 else message[:197] + "..."
+    return f"{_where(path)}{message} ({keyword})"
+
+
 def _describe_rs(error: Any, schema: Any = None, prefix: tuple = ()) -> list[str]:
-    """Human messages for one jsonschema-rs error, worded as ``_describe`` words jsonschema's
-    (``schema``: the schema validated against, to quote a rule as it is written there)."""
+    """Human messages for one jsonschema-rs error (``schema``: the schema validated against, to
+    quote a rule as it is written there)."""
     kind = type(error.kind).__name__
     data = error.kind.as_dict()
     path = _path([*prefix, *error.instance_path])
@@ -487,53 +550,31 @@ def _describe_rs(error: Any, schema: Any = None, prefix: tuple = ()) -> list[str
             rules = _at(schema, error.schema_path) or {}
             owners = [k for k, needs in rules.items() if isinstance(instance, dict) and k in instance
                       and data["property"] in needs] or ["?"]
-            return [f"argument {_join(path, str(owner))!r} requires argument {_join(path, data['property'])!r} "
-                    f"(dependentRequired)" for owner in owners]
-        return [f"missing required argument {_join(path, str(data['property']))!r}{_condition_of(schema_path)}"]
+            return [_requires(path, owner, data["property"]) for owner in owners]
+        return [_missing(path, data["property"], _condition_of(schema_path))]
     if kind in ("AdditionalProperties", "UnevaluatedProperties"):
-        return [f"unknown argument {_join(path, str(k))!r}" for k in data.get("unexpected", [])] or [
-            f"{_where(path)}{error.message}"]
-    if kind == "Type":
-        declared = _at(schema, error.schema_path)
-        types = declared if isinstance(declared, list) else data["types"]
-        wanted = " or ".join(repr(t) for t in types)
-        return [f"{_where(path)}{_short(instance)} is not of type {wanted}"]
-    if kind == "Enum":
-        return [f"{_where(path)}{_short(instance)} is not one of {_short(data['options'])}"]
-    if kind == "Constant":
-        return [f"{_where(path)}{_short(instance)} must equal {_short(data['expected_value'])}"]
+        return _unknown(path, data.get("unexpected", []), error.message)
     if kind == "OneOfMultipleValid":
-        return [f"{_where(path)}matches more than one of the oneOf alternatives (exactly one must match)"]
+        return [_alternatives(path, "oneOf", None)]
     if kind in ("AnyOf", "OneOfNotValid"):
         keyword = "anyOf" if kind == "AnyOf" else "oneOf"
-        return [f"{_where(path)}matches none of the {keyword} alternatives{_closest_rs(data.get('context'), schema, prefix)}"]
-    if kind == "Not":
-        return [f"{_where(path)}matches a schema it must not match ('not')"]
-    if kind in _BOUND_WORDS:
-        words, keyword = _BOUND_WORDS[kind]
-        return [f"{_where(path)}{_short(instance)} {words} {data['limit']} ({keyword})"]
-    if kind == "MultipleOf":
-        return [f"{_where(path)}{_short(instance)} is not a multiple of {data['multiple_of']} (multipleOf)"]
-    if kind in ("MinLength", "MaxLength"):
-        rel, keyword = ("shorter than", "minLength") if kind == "MinLength" else ("longer than", "maxLength")
-        return [f"{_where(path)}{_short(instance)} is {rel} {data['limit']} characters ({keyword})"]
-    if kind in ("MinItems", "MaxItems"):
-        rel, keyword = ("fewer than", "minItems") if kind == "MinItems" else ("more than", "maxItems")
-        count = len(instance) if isinstance(instance, list) else "?"
-        return [f"{_where(path)}has {rel} {data['limit']} items ({keyword}; got {count})"]
-    if kind == "Pattern":
-        return [f"{_where(path)}{_short(instance)} does not match the pattern {data['pattern']!r}"]
-    if kind == "Format":
-        return [f"{_where(path)}{_short(instance)} is not a valid {data['format']!r} (format)"]
-    if kind == "UniqueItems":
-        return [f"{_where(path)}has repeated items (uniqueItems)"]
+        return [_alternatives(path, keyword, _closest_rs(data.get("context"), schema, prefix))]
     if kind == "FalseSchema":
         if not path:
             return ["arguments: no value is allowed here"]
-        parent, _, last = path.rpartition(".")
+        last = path.rpartition(".")[2]
         return [f"unknown argument {path!r}"] if "[" not in last else [f"{_where(path)}no value is allowed here"]
-    message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
-    return [f"{_where(path)}{message} ({kind})"]
+    rule = _RS_RULES.get(kind)
+    if rule is not None:
+        keyword, field = rule
+        value = data.get(field) if field else None
+        if keyword == "type":  # as the schema writes it (jsonschema-rs sorts the names)
+            declared = _at(schema, error.schema_path)
+            value = declared if isinstance(declared, list) else value
+        message = _rule_message(keyword, path, instance, value)
+        if message is not None:
+            return [message]
+    return [_other(path, error.message, kind)]
 
 
 def _condition_of(schema_path: list[str]) -> str:
@@ -706,7 +747,7 @@ _QUOTED_LIST = re.compile(r"\((.*) (?:was|were) unexpected\)")
 
 
 def _describe(error: Any, prefix: tuple = ()) -> list[str]:
-    """Human messages for one jsonschema error: argument path + the rule broken."""
+    """Human messages for one jsonschema (Python) error, worded as ``_describe_rs``'s."""
     keyword = error.validator
     path = _path([*prefix, *error.absolute_path])
     instance = error.instance
@@ -717,58 +758,17 @@ def _describe(error: Any, prefix: tuple = ()) -> list[str]:
             missing = [ast.literal_eval(match.group(1))] if match else [m for m in value if m not in instance]
         except (ValueError, SyntaxError):
             missing = [m for m in value if m not in instance]
-        return [f"missing required argument {_join(path, str(m))!r}{_condition(error)}" for m in missing]
+        return [_missing(path, m, _condition(error)) for m in missing]
     if keyword in ("additionalProperties", "unevaluatedProperties") and value is False:
-        extras = _unexpected(error)
-        return [f"unknown argument {_join(path, str(k))!r}" for k in extras] or [f"{_where(path)}{error.message}"]
+        return _unknown(path, _unexpected(error), error.message)
     if keyword == "dependentRequired":
-        out = []
-        for prop, needs in value.items():
-            if prop in instance:
-                for need in needs:
-                    if need not in instance:
-                        out.append(
-                            f"argument {_join(path, prop)!r} requires argument {_join(path, need)!r} (dependentRequired)"
-                        )
-        return out
-    if keyword == "type":
-        types = value if isinstance(value, list) else [value]
-        wanted = " or ".join(repr(t) for t in types)
-        return [f"{_where(path)}{_short(instance)} is not of type {wanted}"]
-    if keyword == "enum":
-        return [f"{_where(path)}{_short(instance)} is not one of {_short(value)}"]
-    if keyword == "const":
-        return [f"{_where(path)}{_short(instance)} must equal {_short(value)}"]
+        return [_requires(path, prop, need) for prop, needs in value.items() if prop in instance
+                for need in needs if need not in instance]
     if keyword in ("oneOf", "anyOf"):
-        if keyword == "oneOf" and not error.context:
-            return [f"{_where(path)}matches more than one of the oneOf alternatives (exactly one must match)"]
-        detail = _closest(error, prefix)
-        return [f"{_where(path)}matches none of the {keyword} alternatives{detail}"]
-    if keyword == "not":
-        return [f"{_where(path)}matches a schema it must not match ('not')"]
-    if keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
-        words = {
-            "minimum": "is less than the minimum of", "maximum": "is greater than the maximum of",
-            "exclusiveMinimum": "must be greater than", "exclusiveMaximum": "must be less than",
-            "multipleOf": "is not a multiple of",
-        }
-        return [f"{_where(path)}{_short(instance)} {words[keyword]} {value} ({keyword})"]
-    if keyword in ("minLength", "maxLength"):
-        rel = "shorter than" if keyword == "minLength" else "longer than"
-        return [f"{_where(path)}{_short(instance)} is {rel} {value} characters ({keyword})"]
-    if keyword in ("minItems", "maxItems"):
-        rel = "fewer than" if keyword == "minItems" else "more than"
-        return [f"{_where(path)}has {rel} {value} items ({keyword}; got {len(instance)})"]
-    if keyword == "pattern":
-        return [f"{_where(path)}{_short(instance)} does not match the pattern {value!r}"]
-    if keyword == "format":
-        return [f"{_where(path)}{_short(instance)} is not a valid {value!r} (format)"]
-    if keyword == "uniqueItems":
-        return [f"{_where(path)}has repeated items (uniqueItems)"]
-    message = error.message
-    if len(message) > 200:
-        message = message[:197] + "..."
-    return [f"{_where(path)}{message} ({keyword})"]
+        multiple = keyword == "oneOf" and not error.context
+        return [_alternatives(path, keyword, None if multiple else _closest(error, prefix))]
+    message = _rule_message(keyword, path, instance, value)
+    return [message if message is not None else _other(path, error.message, keyword)]
 
 
 def _unexpected(error: Any) -> list[str]:
