@@ -334,3 +334,17 @@ def test_format_checker_prefers_the_rows_own_tools_to_fixed_ones():
         {"query": "Show movie 12345", "tools": own, "answers": call}, {"query": "Show movie 12345", "answers": call}])
     assert with_own.status == "ok", with_own.reason
     assert without.status != "ok" and "not of type 'string'" in without.reason
+
+
+def test_storage_jsonl_writers_never_emit_nan(tmp_path):
+    from dataflow.storage.atomic import atomic_write_jsonl
+    from dataflow.storage.formats import write_table
+
+    rows = [{"arguments": {"celsius": math.nan, "limit": math.inf}, "score": -math.inf}]
+    atomic_write_jsonl(tmp_path / "a.jsonl", rows)
+    with open(tmp_path / "b.jsonl", "wb") as fh:
+        write_table(fh, rows, list(rows[0]), "jsonl")
+    for name in ("a.jsonl", "b.jsonl"):
+        text = (tmp_path / name).read_text()
+        assert "NaN" not in text and "Infinity" not in text
+        json.loads(text.splitlines()[0], parse_constant=lambda c: pytest.fail(f"{name} holds {c}"))
