@@ -28,10 +28,11 @@ def test_run_local_passes_script_args_and_writes_outputs(tmp_path):
     cache = tmp_path / "cache"
     with FakeOpenAIServer(responder=RESPONDER) as server:
         done = _dataflow("run", str(ROOT / "api_pipelines/func_call_synthesis.py"),
-                         "--rows", "2", "--cache-dir", str(cache), url=server.url, cwd=tmp_path)
+                         "--rows", "2", "--cache-dir", str(cache), "--out-dir", str(tmp_path / "out"),
+                         url=server.url, cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
         assert server.request_count > 0
-    lines = (cache / "export" / "func_call_conversations.openai.jsonl").read_text().splitlines()
+    lines = (tmp_path / "out" / "func_call_conversations.openai.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all(json.loads(line)["messages"] for line in lines)
 
 
