@@ -750,3 +750,20 @@ def test_sequential_follow_up_must_use_task_a_result():
     (outcome,) = SequentialTaskGenerator(llm_serving=serving).process_batch([{"atom_task": "Get the Lisbon forecast."}])
     assert outcome.status == "ok" and outcome.rows[0]["subsequent_task"] == "Pack a bag for it."
     assert "unused_result" in serving.calls[1][0][-1]["content"]
+
+
+def test_a_reply_that_copies_its_instructions_is_reasked_then_fails():
+    def responder(messages, schema):
+        again = "rejected" in messages[-1]["content"]
+        follow = "Split that amount among 4 friends." if again else "convert it, compare it, book or buy with it"
+        return {"a_result": "the amount", "subsequent_task": follow, "composition_task": "Convert it then split it."}
+
+    serving = FakeLLMServing(responder)
+    (outcome,) = SequentialTaskGenerator(llm_serving=serving).process_batch([{"atom_task": "Convert 250 USD to EUR."}])
+    assert outcome.status == "ok" and outcome.rows[0]["subsequent_task"].startswith("Split")
+    assert "copies the instructions" in serving.calls[1][0][-1]["content"]
+
+    stubborn = FakeLLMServing(lambda m, s: {"a_result": "the amount", "subsequent_task": "convert it, compare it, book or buy with it",
+                                            "composition_task": "Convert it, then split it."})
+    (outcome,) = SequentialTaskGenerator(llm_serving=stubborn).process_batch([{"atom_task": "Convert 250 USD to EUR."}])
+    assert outcome.status == "failed" and outcome.reason.startswith("instruction_leak: copies the instructions")

@@ -529,3 +529,14 @@ def test_an_id_that_looks_like_a_huge_exponent_is_not_a_number():
 
     assert numbers_in("ref_id-8e0796-a719 and 1e3") == (1000.0,)
     assert ungrounded_arguments({"ref": "ref_id-8e0796-a719"}, None, ["the ref is ref_id-8e0796-a719"]) == []
+
+
+def test_prompt_echo_catches_copied_instructions_not_shared_words():
+    from dataflow.quality import prompt_echo
+
+    instructions = ("subsequent_task: a DIFFERENT action the person wants next that takes that value as its input "
+                    "(for example: convert it, compare it, book or buy with it, send it, plan with it).")
+    assert prompt_echo("it, compare it, book or buy with it, send it, plan with it", instructions).startswith(
+        "instruction_leak: copies the instructions")
+    assert prompt_echo("Convert that price to yen and book the cheaper one.", instructions) is None
+    assert prompt_echo("short", instructions) is None

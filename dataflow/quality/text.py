@@ -192,3 +192,24 @@ def user_turn_problems(text: str, earlier: Sequence[str] = ()) -> list[str]:
         if hit is not None:
             problems.append(f"repeated_user_turn: repeats user turn {hit[0]} (similarity {hit[1]:.0f})")
     return problems
+
+
+PROMPT_ECHO_WORDS = 5  # this many words in a row copied from the instructions is an echo
+
+
+def prompt_echo(text: str, instructions: str, n: int = PROMPT_ECHO_WORDS) -> str | None:
+    """``"instruction_leak: copies the instructions (...)"`` when ``text`` repeats ``n`` or more
+    words in a row of ``instructions`` (the system prompt that asked for it); small models copy
+    their instructions or a prompt's example list into the answer ("it, compare it, book or buy
+    with it"). Words are compared as ``normalize_text`` reads them; None when there is no such run."""
+    from .similarity import normalize_text
+
+    words = normalize_text(text).split()
+    if len(words) < n:
+        return None
+    source = normalize_text(instructions).split()
+    grams = {tuple(source[i:i + n]) for i in range(len(source) - n + 1)}
+    for i in range(len(words) - n + 1):
+        if tuple(words[i:i + n]) in grams:
+            return f"instruction_leak: copies the instructions ({' '.join(words[i:i + n])!r})"
+    return None

@@ -66,6 +66,28 @@ def ask_structured(
     return [parse_reply(result, model) for result in results]
 
 
+def echoed_instructions(reply: BaseModel, system: str) -> str | None:
+    """The ``instruction_leak`` reason when a text field of ``reply`` copies a run of words from
+    the ``system`` prompt that asked for it (``dataflow.quality.prompt_echo``), else None."""
+    from ...quality import prompt_echo
+
+    def texts(value: Any):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for item in value.values():
+                yield from texts(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                yield from texts(item)
+
+    for text in texts(reply.model_dump()):
+        echo = prompt_echo(text, system)
+        if echo:
+            return echo
+    return None
+
+
 def text_value(row: dict, column: str) -> str:
     """The non-empty text in ``row[column]``; raises ``InvalidInput`` otherwise."""
     value = row.get(column)
@@ -139,7 +161,13 @@ class StructuredLLMOperator(OperatorABC):
             again: list[int] = []
             for i, parsed in zip(pending, replies):
                 try:
-                    outcomes[i] = RowOutcome.fail(parsed.reason) if not parsed.ok else finish(rows[i], parsed.value)
+                    if not parsed.ok:
+                        outcomes[i] = RowOutcome.fail(parsed.reason)
+                        continue
+                    echo = echoed_instructions(parsed.value, rendered[i][0])
+                    if echo:
+                        raise Reask(f"{echo}. Write it in your own words.", RowOutcome.fail(echo))
+                    outcomes[i] = finish(rows[i], parsed.value)
                 except InvalidInput as exc:
                     outcomes[i] = RowOutcome.fail(str(exc))
                 except Reask as reask:
