@@ -366,14 +366,14 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
             )
             schemas.append(user_reply_schema(asks))
         replies = ask_structured(self.llm_serving, prompts, UserTurnReply, schemas)
-        for d, asks, parsed in zip(dialogues, asks_of, replies):
+        for d, asks, (system, _), parsed in zip(dialogues, asks_of, prompts, replies):
             if not parsed.ok:
                 if parsed.reason.startswith("llm_error"):
                     d.fail(f"{parsed.reason} (user agent)")
                 else:
                     d.reask_or_fail(f"{parsed.reason} (user agent)")
                 continue
-            problem = self._user_problem(d, asks, parsed.value)
+            problem = self._user_problem(d, asks, parsed.value, system)
             if problem:
                 d.reask_or_fail(problem)
                 continue
@@ -384,13 +384,16 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
             d.phase = CALL
 
     @staticmethod
-    def _user_problem(d: _Dialogue, asks: dict[str, dict], reply: UserTurnReply) -> str | None:
-        from ...quality import ungrounded_arguments, user_turn_problems
+    def _user_problem(d: _Dialogue, asks: dict[str, dict], reply: UserTurnReply, system: str) -> str | None:
+        from ...quality import prompt_echo, ungrounded_arguments, user_turn_problems
 
         earlier = [m["content"] for m in d.messages if m.get("role") == "user"]
         problems = user_turn_problems(reply.message, earlier)
         if problems:
             return problems[0]
+        echo = prompt_echo(reply.message, system)
+        if echo:
+            return echo
         for name in asks:
             values = reply.values.get(name) or {}
             missing = ungrounded_arguments(values, d.tool_named(name), [reply.message])
