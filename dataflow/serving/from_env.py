@@ -3,7 +3,8 @@
 - ``DF_API_URL`` set: ``APILLMServing_request`` against that OpenAI-compatible endpoint (a full
   ``.../chat/completions`` URL, or a base URL such as ``http://host:8000/v1``), model
   ``DF_MODEL``, API key read from the environment variable ``DF_API_KEY``.
-- otherwise: ``LocalModelLLMServing``, the embedded llama.cpp model (``DF_LOCAL_MODEL`` picks
+- otherwise: ``LocalModelLLMServing``, the embedded llama.cpp model (``DF_LOCAL_THREADS`` sets its
+  CPU threads, default all cores; ``DF_LOCAL_MODEL`` picks
   another GGUF file; see ``dataflow.serving.model_files``).
 
 One line on stderr says which backend and model are used (never the key, nor credentials in
@@ -55,6 +56,11 @@ def serving_from_env(*, quiet: bool = False, **overrides: Any) -> LLMServingABC:
     else:
         from .local_model import LocalModelLLMServing
 
+        threads = os.environ.get("DF_LOCAL_THREADS", "").strip()
+        if threads and "n_threads" not in overrides:
+            if not threads.isdigit() or int(threads) < 1:
+                raise ConfigError(f"DF_LOCAL_THREADS must be a whole number >= 1, got {threads!r}")
+            overrides["n_threads"] = int(threads)  # e.g. 1 when other jobs share the cores
         serving = LocalModelLLMServing(**overrides)
         line = f"dataflow: LLM backend = {serving.describe()}"
     if not quiet:
