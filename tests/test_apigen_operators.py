@@ -342,3 +342,5 @@ def test_stage_table_from_reports():
     assert (table["copied_example"], table["duplicate_query"], table["failed_grounding"]) == (2, 1, 2)
     assert table["failed_format"] == 1 and table["verified"] == 4 and table["reasked"] == 4
     assert "copied example" in format_stage_table(table) and "failed grounding" in format_stage_table(table)
+    judged = RunReport("SemanticChecker", 5, "", rows_in=4, rows_out=4, kept=4, advisory_by_reason={"failed_semantic": 3})
+    assert stage_table(reports + [judged])["judge_advisory"] == 3

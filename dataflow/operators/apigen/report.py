@@ -24,7 +24,7 @@ def stage_table(reports: Iterable[Any], duplicates_dropped: int = 0, reasked: in
     for report in reports:
         latest[report.operator] = report
     table: dict[str, Any] = {"generated": 0, "duplicates_dropped": duplicates_dropped, "reasked": reasked,
-                             "generation_failed": 0, **dict.fromkeys(CODES, 0), "judge_errors": 0,
+                             "generation_failed": 0, **dict.fromkeys(CODES, 0), "judge_errors": 0, "judge_advisory": 0,
                              "verified": 0, "pass_rate": 0.0}
     gen = latest.get("APIGenGenerator")
     if gen is not None:
@@ -41,6 +41,8 @@ def stage_table(reports: Iterable[Any], duplicates_dropped: int = 0, reasked: in
             table[key] += count
         if operator == "SemanticChecker":
             table["judge_errors"] = report.failed
+            # kept although the judge rejected them: the judge is not calibrated on this model
+            table["judge_advisory"] = sum((getattr(report, "advisory_by_reason", None) or {}).values())
         else:
             table[column] += report.failed
         last = report
@@ -64,6 +66,7 @@ def format_stage_table(table: dict) -> str:
         ("failed execution", table["failed_execution"]),
         ("failed semantic", table["failed_semantic"]),
         ("  judge errors (LLM)", table.get("judge_errors", 0)),
+        ("  kept, judge advisory", table.get("judge_advisory", 0)),
         ("verified", table["verified"]),
         ("pass rate", f"{table['pass_rate'] * 100:.1f}%"),
     ]
