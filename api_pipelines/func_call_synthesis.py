@@ -1,7 +1,7 @@
 """Multi-turn function-calling data synthesis (the BUTTON pipeline of DataFlow).
 
-chat data -> scenario -> expanded scenario -> atomic task -> sequential composition
--> parallel-then-sequential composition -> composition filter -> functions (tool specs)
+chat data -> scenario -> (--expand: expanded scenario) -> atomic task -> sequential composition
+-> (--parallel: parallel-then-sequential composition) -> composition filter -> functions (tool specs)
 -> user / assistant / tool multi-agent conversations -> (optional) quality scores
 -> OpenAI fine-tuning JSONL and ShareGPT/Hermes JSONL.
 
@@ -44,13 +44,19 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_INPUT = HERE.parent / "example_data" / "FuncCallPipeline" / "chat_data.jsonl"
 DEFAULT_CACHE = HERE / "cache" / "func_call"  # this pipeline's own step files and LLM cache
 DEFAULT_OUT = HERE / "output"  # exports, apart from the cache: clearing the cache keeps them
-SUB_TASKS = ["atom_task", "parallel_task", "subsequent_task"]
+SEQUENTIAL = ["atom_task", "subsequent_task"]
+PARALLEL = ["atom_task", "parallel_task", "subsequent_task"]
 
 
 class FuncCallPipeline:
-    """The seed's pipeline, with every operator of the family in use."""
+    """The seed's pipeline (scenario -> atomic task -> sequential composition -> filter ->
+    functions -> conversations); ``expand`` adds ScenarioExpander (a new, related scenario per
+    chat) and ``parallel`` adds ParaSeqTaskGenerator (A and an independent P called in parallel,
+    then B using both). Small embedded models compose the plain sequence best, so both are off
+    by default."""
 
-    def __init__(self, first_entry_file_name: str, cache_path: str, llm_serving, evaluate: bool = False):
+    def __init__(self, first_entry_file_name: str, cache_path: str, llm_serving, evaluate: bool = False,
+                 expand: bool = False, parallel: bool = False):
         self.storage = FileStorage(
             first_entry_file_name=first_entry_file_name,
             cache_path=cache_path,
@@ -59,6 +65,8 @@ class FuncCallPipeline:
         )
         self.llm_serving = llm_serving
         self.evaluate = evaluate
+        self.expand = expand
+        self.sub_tasks = PARALLEL if parallel else SEQUENTIAL
         self.scenario_extractor = ScenarioExtractor(llm_serving=llm_serving)
         self.scenario_expander = ScenarioExpander(llm_serving=llm_serving)
         self.atom_task_generator = AtomTaskGenerator(llm_serving=llm_serving)
@@ -70,24 +78,29 @@ class FuncCallPipeline:
         self.quality_evaluator = ConversationQualityEvaluator(llm_serving=llm_serving)
 
     def run(self) -> None:
+        sub_tasks = self.sub_tasks
         self.scenario_extractor.run(self.storage.step(), input_chat_key="chat")
-        self.scenario_expander.run(self.storage.step(), input_scenario_key="scenario")
-        self.atom_task_generator.run(self.storage.step(), input_scenario_key="modified_scenario")
+        scenario = "scenario"
+        if self.expand:
+            self.scenario_expander.run(self.storage.step(), input_scenario_key="scenario")
+            scenario = "modified_scenario"
+        self.atom_task_generator.run(self.storage.step(), input_scenario_key=scenario)
         self.sequential_task_generator.run(self.storage.step(), input_task_key="atom_task")
-        # adds a parallel branch to the sequential composition: A and P, then B using both
-        self.parallel_sequential_task_generator.run(
-            self.storage.step(), input_task_key="atom_task", input_subsequent_task_key="subsequent_task"
-        )
+        if "parallel_task" in sub_tasks:
+            # adds a parallel branch to the sequential composition: A and P, then B using both
+            self.parallel_sequential_task_generator.run(
+                self.storage.step(), input_task_key="atom_task", input_subsequent_task_key="subsequent_task"
+            )
         self.composition_task_filter.run(
-            self.storage.step(), input_composition_task_key="composition_task", input_sub_tasks_keys=SUB_TASKS
+            self.storage.step(), input_composition_task_key="composition_task", input_sub_tasks_keys=sub_tasks
         )
         self.function_generator.run(
-            self.storage.step(), input_composition_task_key="composition_task", input_sub_tasks_keys=SUB_TASKS
+            self.storage.step(), input_composition_task_key="composition_task", input_sub_tasks_keys=sub_tasks
         )
         self.multi_turn_conversations_generator.run(
             self.storage.step(),
             input_task_key="composition_task",
-            input_sub_tasks_keys=SUB_TASKS,
+            input_sub_tasks_keys=sub_tasks,
             input_functions_key="functions",
         )
         if self.evaluate:
@@ -145,13 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=None,
                         help="exported files (default: output/func_call_<N>rows, one folder per --rows)")
     parser.add_argument("--evaluate", action="store_true", help="also score each conversation 1-5")
+    parser.add_argument("--expand", action="store_true", help="add ScenarioExpander (a new, related scenario)")
+    parser.add_argument("--parallel", action="store_true",
+                        help="add ParaSeqTaskGenerator (two independent calls in parallel, then one using both)")
     args = parser.parse_args(argv)
 
     cache_dir = args.cache_dir.resolve()
     first_entry = first_rows(args.input.resolve(), args.rows, cache_dir)
     serving = serving_from_env()
     try:
-        pipeline = FuncCallPipeline(str(first_entry), str(cache_dir), serving, evaluate=args.evaluate)
+        pipeline = FuncCallPipeline(str(first_entry), str(cache_dir), serving, evaluate=args.evaluate,
+                                    expand=args.expand, parallel=args.parallel)
         pipeline.run()
         out_dir = args.out_dir or DEFAULT_OUT / f"func_call_{args.rows or 'all'}rows"
         print_summary(pipeline, pipeline.final_rows(), out_dir.resolve())

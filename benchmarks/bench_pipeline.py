@@ -63,7 +63,8 @@ def run(rows: int, workdir: Path, profile: str | None = None) -> dict:
     source = make_chat_input(workdir / "input.jsonl", rows)
     responder = TimedResponder(button_responder)
     serving = FakeLLMServing(responder)
-    pipeline = module.FuncCallPipeline(str(source), str(workdir / "cache"), serving, evaluate=True)
+    pipeline = module.FuncCallPipeline(str(source), str(workdir / "cache"), serving, evaluate=True, expand=True,
+                                       parallel=True)  # every operator of the family
 
     steps: list[dict] = []
 

@@ -168,7 +168,7 @@ def test_packaged_templates_render_exactly_as_in_a_plain_sandbox(tmp_path, monke
     func_call = load_script("func_call_synthesis")
     head = func_call.first_rows_file(func_call.DEFAULT_INPUT, 2, tmp_path / "fc")
     func_call.FuncCallPipeline(str(head), str(tmp_path / "fc"), FakeLLMServing(button_responder),
-                               evaluate=True).run()
+                               evaluate=True, expand=True, parallel=True).run()
     apigen = load_script("apigen_synthesis")
     monkeypatch.setattr(apigen, "serving_from_env", lambda: FakeLLMServing(apigen_responder))
     head = apigen.first_rows(apigen.DATA / "function_definitions.json", 4, tmp_path / "ag")
