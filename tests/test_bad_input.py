@@ -326,8 +326,9 @@ def test_apigen_script_bad_input(apigen_layout, fake_server, case):
         fragment = f"{seed}:3: seed example has no 'query'"
     elif case == "seed_not_utf8":
         seed = data / "seed_qa.jsonl"
+        bad_line = len(seed.read_bytes().splitlines()) + 1
         seed.write_bytes(seed.read_bytes() + '{"query": "caf\xe9", "function_calls": []}\n'.encode("latin-1"))
-        fragment = f"{seed}:26: is not valid UTF-8"
+        fragment = f"{seed}:{bad_line}: is not valid UTF-8"
     elif case == "missing_tools_file":
         tools_file.unlink()
         fragment = f"{tools_file}: input file not found"

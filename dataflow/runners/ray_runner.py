@@ -203,7 +203,7 @@ class RayRunner(Runner):
             if not 0 <= index < len(rows) or outcomes[index] is not None:
                 raise RuntimeError(f"RayRunner: {name} returned row index {index} twice or out of range")
             data = jsonio.loads(record["outcome"])
-            outcomes[index] = RowOutcome(data["status"], data["rows"], data["reason"])
+            outcomes[index] = RowOutcome(data["status"], data["rows"], data["reason"], advisory=data.get("advisory"))
             if record["stats"]:
                 for key, value in jsonio.loads(record["stats"]).items():
                     stats[key] = stats.get(key, 0) + int(value)
@@ -254,7 +254,7 @@ class _BatchWorker:
             if outcome.status not in _STATUSES:
                 raise RuntimeError(f"unknown row status {outcome.status!r}")
             encoded.append(jsonio.dumps_str({"status": outcome.status, "rows": outcome.rows,
-                                             "reason": outcome.reason}))
+                                             "reason": outcome.reason, "advisory": outcome.advisory}))
         stats = [jsonio.dumps_str(delta) if delta else ""] + [""] * (len(rows) - 1)
         return pd.DataFrame({"i": indexes, "outcome": encoded, "stats": stats})
 

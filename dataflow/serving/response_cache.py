@@ -91,6 +91,10 @@ class ResponseCache:
         if self._conn is None:
             os.makedirs(self.directory, exist_ok=True)
             fd, identity = self._open_regular_file()
+            # close our descriptor before SQLite opens the file: closing any descriptor of a file
+            # drops every POSIX lock this process holds on it, SQLite's included, and other
+            # processes writing the same WAL database would then corrupt it
+            os.close(fd)
             conn = None
             try:
                 conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
@@ -116,15 +120,14 @@ class ResponseCache:
                 if isinstance(exc, sqlite3.DatabaseError):
                     raise self._unusable(str(exc)) from None
                 raise
-            finally:
-                os.close(fd)
             self._conn = conn
         return self._conn
 
     def _open_regular_file(self) -> tuple[int, tuple[int, int]]:
         """Create or open the cache file without following a link (``O_NOFOLLOW``); refuse
         anything but a regular file with one name, and links at SQLite's side files. Returns
-        the open descriptor (held until SQLite has opened the same file) and the file's identity."""
+        the open descriptor (the caller closes it before SQLite opens the file by name, then checks
+        the identity again) and the file's identity."""
         for suffix in _SIDE_FILES:
             side = self.path + suffix
             if os.path.islink(side):
