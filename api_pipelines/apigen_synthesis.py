@@ -47,7 +47,7 @@ DEFAULT_CACHE = HERE / "cache"
 
 class APIGenPipeline:
     def __init__(self, cache_path: str | Path = DEFAULT_CACHE, data_dir: str | Path = DATA,
-                 input_file: str | Path | None = None, out_dir: str | Path | None = None):
+                 input_file: str | Path | None = None, out_dir: str | Path | None = None, semantic: bool = True):
         data = Path(data_dir)
         self.cache_path = Path(cache_path)
         self.out_dir = Path(out_dir) if out_dir is not None else self.cache_path / "apigen_export"
@@ -69,7 +69,7 @@ class APIGenPipeline:
         self.novelty_filter = NoveltyFilter(seed_examples=seeds)
         self.format_checker = FormatChecker()
         self.execution_checker = ExecutionChecker(module_path=data / "tools.py", timeout=5.0, memory_mb=512)
-        self.semantic_checker = SemanticChecker(llm_serving=self.llm_serving)
+        self.semantic_checker = SemanticChecker(llm_serving=self.llm_serving) if semantic else None
 
     def run(self) -> dict:
         self.sampler.run(self.storage.step(), input_tools_key="function")
@@ -78,8 +78,9 @@ class APIGenPipeline:
         self.format_checker.run(self.storage.step(), input_answers_key="answers", input_tools_key="tools",
                                 input_query_key="query")
         self.execution_checker.run(self.storage.step(), input_answers_key="answers")
-        self.semantic_checker.run(self.storage.step(), input_query_key="query", input_answers_key="answers",
-                                  input_tools_key="tools", input_results_key="execution_results")
+        if self.semantic_checker is not None:
+            self.semantic_checker.run(self.storage.step(), input_query_key="query", input_answers_key="answers",
+                                      input_tools_key="tools", input_results_key="execution_results")
 
         table = stage_table(self.storage.reports, duplicates_dropped=self.generator.duplicates_dropped,
                             reasked=self.generator.reasked)
@@ -124,11 +125,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=0, help="use the first N input rows (0: all, the default)")
     parser.add_argument("--out-dir", type=Path, default=None,
                         help="fine-tuning files (default: <cache-dir>/apigen_export)")
+    parser.add_argument("--no-semantic", dest="semantic", action="store_false",
+                        help="skip the LLM judge (it only marks rows while it is not calibrated on the model)")
     args = parser.parse_args(argv)
     cache = Path(args.cache).resolve()
     first_entry = first_rows(args.input.resolve(), args.rows, cache)
     pipeline = APIGenPipeline(cache_path=cache, input_file=first_entry,
-                              out_dir=args.out_dir.resolve() if args.out_dir else None)
+                              out_dir=args.out_dir.resolve() if args.out_dir else None, semantic=args.semantic)
     try:
         pipeline.run()
     finally:

@@ -167,3 +167,14 @@ def test_example_pipeline_end_to_end_against_the_fake_server(tmp_path, apigen_se
     r2 = run()  # a rerun reuses every step: zero LLM calls
     assert r2.returncode == 0, r2.stderr
     assert apigen_server.request_count == sent
+
+
+def test_example_pipeline_without_the_judge(tmp_path, apigen_server):
+    cache = tmp_path / "cache"
+    r = subprocess.run([sys.executable, "api_pipelines/apigen_synthesis.py", "--cache", str(cache), "--rows", "6",
+                        "--no-semantic"], capture_output=True, text=True, env=_env(apigen_server), cwd=ROOT, timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert "SemanticChecker" not in r.stderr and "ExecutionChecker" in r.stderr
+    table = json.loads((cache / "apigen_stage_table.json").read_text())
+    assert table["failed_semantic"] == 0 and table["verified"] > 0
+    _check_single_turn_export(cache / "apigen_export", cache)
