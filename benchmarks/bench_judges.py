@@ -39,6 +39,7 @@ from dataflow.quality.calibration import RESULTS_FILE, TARGET, load_items, load_
 JUDGES = {"semantic": "SemanticChecker", "composition": "CompositionTaskFilter", "quality": "ConversationQualityEvaluator"}
 QUALITY_MIN_SCORE = 4  # the threshold the quality evaluator is calibrated at
 CHUNK = 6  # items per batch, so progress shows while a slow model works
+EXPLANATIONS = ("semantic_thought", "composition_reason", "quality_explanation")  # why a judge accepted
 
 
 def make_judge(name: str, serving, n_votes: int):
@@ -104,7 +105,9 @@ def run_judge(name: str, serving, items: list[dict], n_votes: int) -> tuple[dict
             verdict = {OK: "accept", FILTERED: "reject", FAILED: "failed"}[outcome.status]
             verdicts.append((item, verdict))
             if (verdict == "accept") != (item["label"] == "good"):
-                reasons[item["id"]] = f"{verdict}: {outcome.reason or ''}"[:300]
+                why = outcome.reason or next((outcome.rows[0].get(c) for c in EXPLANATIONS if outcome.rows
+                                              and c in outcome.rows[0]), "")
+                reasons[item["id"]] = f"{verdict}: {why}"[:300]
         print(f"  {name} n_votes={n_votes}: {len(verdicts)}/{len(items)} items, "
               f"{time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - started
