@@ -13,8 +13,10 @@ Backend, as the example pipelines choose it: ``DF_API_URL`` (+ ``DF_MODEL``, key
     python benchmarks/bench_judges.py --limit 4 --no-write              # a quick look
 
 Votes: vote 0 of ``n_votes=3`` is the very request ``n_votes=1`` sends, so the 3-vote run reuses
-those replies from the response cache (one cache folder per benchmark run) and sends only votes 1
-and 2; its ``seconds`` is the cold cost (the 1-vote run's time plus its own). Items are judged
+those replies from the response cache and sends only votes 1 and 2. ``seconds`` is the measured
+wall time of a run; ``seconds_cold`` estimates a run from a cold cache: the measured seconds per
+request sent times the requests a cold run sends (the items the LLM judges x ``n_votes``), so a
+run resumed with ``--cache`` after an interruption still gets a comparable figure. Items are judged
 with ``judge_mode="enforce"``; a failed item (request failed, reply invalid or cut) counts as
 neither accepted nor rejected. For the composition filter, items its deterministic near-duplicate
 check rejects before any LLM call are reported apart (``llm_only`` holds the figures of the items
@@ -113,9 +115,12 @@ def run_judge(name: str, serving, items: list[dict], n_votes: int) -> tuple[dict
     seconds = time.perf_counter() - started
     after = serving.stats.as_dict()
     entry = rates(verdicts)
+    sent = after["requests_sent"] - before["requests_sent"]
+    asked = sum(1 for item, _ in verdicts if not decided_without_llm(name, item))
     entry.update({
         "failed": sum(1 for _, v in verdicts if v == "failed"),
         "seconds": round(seconds, 1),
+        "seconds_cold": round(seconds / sent * asked * n_votes, 1) if sent else None,
         "requests_sent": after["requests_sent"] - before["requests_sent"],
         "cached": after["cached"] - before["cached"],
         "completion_tokens": after["completion_tokens"] - before["completion_tokens"],
@@ -159,17 +164,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.limit:
                 items = ([i for i in items if i["label"] == "good"][: args.limit]
                          + [i for i in items if i["label"] == "bad"][: args.limit])
-            cold = 0.0
             for n_votes in votes:
                 entry, _ = run_judge(name, serving, items, n_votes)
-                cold += entry["seconds"]
-                entry["seconds_cold"] = round(cold, 1)
                 entry["measured"] = datetime.date.today().isoformat()
                 entry["backend"] = type(serving).__name__
                 line = (f"{name} on {model}, n_votes={n_votes}: accept good {entry['accept_good']:.0%} "
                         f"({entry['n_good']}), reject bad {entry['reject_bad']:.0%} ({entry['n_bad']}), "
-                        f"failed {entry['failed']}, {entry['seconds_cold']:.0f}s cold "
-                        f"({entry['requests_sent']} requests sent)")
+                        f"failed {entry['failed']}, {entry['seconds']:.0f}s "
+                        f"({entry['requests_sent']} requests sent, {entry['cached']} from the cache; "
+                        f"cold-cache estimate {entry['seconds_cold'] or 0:.0f}s)")
                 if "llm_only" in entry:
                     llm = entry["llm_only"]
                     line += (f"; LLM-judged items only: accept good {llm['accept_good']:.0%}, "
@@ -197,7 +200,11 @@ def record(path: Path, model: str, judge: str, entry: dict) -> None:
     with open(Path(tempfile.gettempdir()) / "dataflow_bench_judges.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = load_results(path)
-        data.setdefault(model, {}).setdefault(judge, {})[settings_key(entry["settings"])] = entry
+        runs = data.setdefault(model, {}).setdefault(judge, {})
+        old = runs.get(settings_key(entry["settings"]))
+        if not entry["requests_sent"] and old and old.get("prompt_hash") == entry["prompt_hash"]:
+            entry = {**entry, **{k: old[k] for k in ("seconds", "seconds_cold", "measured") if k in old}}
+        runs[settings_key(entry["settings"])] = entry
         atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
 
 
