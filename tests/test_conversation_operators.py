@@ -767,3 +767,11 @@ def test_a_reply_that_copies_its_instructions_is_reasked_then_fails():
                                             "composition_task": "Convert it, then split it."})
     (outcome,) = SequentialTaskGenerator(llm_serving=stubborn).process_batch([{"atom_task": "Convert 250 USD to EUR."}])
     assert outcome.status == "failed" and outcome.reason.startswith("instruction_leak: copies the instructions")
+
+
+def test_function_generator_may_resemble_its_prompt_example():
+    """A weather tool described like the prompt's own example is not an instruction leak."""
+    reply = button_responder([{"role": "user", "content": "Sub-tasks:\n1. x\n2. y"}], {"title": "FunctionSetReply"})
+    reply["functions"][0]["description"] = "Weather forecast for a city"
+    (outcome,) = FunctionGenerator(llm_serving=FakeLLMServing(lambda m, s: reply)).process_batch([base_row()])
+    assert outcome.status == "ok", outcome.reason

@@ -119,7 +119,13 @@ def as_key_list(keys: str | Sequence[str]) -> list[str]:
 
 
 class StructuredLLMOperator(OperatorABC):
-    """An operator whose row logic is one structured LLM round."""
+    """An operator whose row logic is one structured LLM round.
+
+    ``echo_check``: re-ask a reply whose text copies a run of words from its system prompt
+    (``echoed_instructions``); an operator whose prompt shows an example the reply may rightly
+    resemble (a weather tool described as "weather forecast for a city") turns it off."""
+
+    echo_check: bool = True
 
     def structured_round(
         self,
@@ -164,7 +170,7 @@ class StructuredLLMOperator(OperatorABC):
                     if not parsed.ok:
                         outcomes[i] = RowOutcome.fail(parsed.reason)
                         continue
-                    echo = echoed_instructions(parsed.value, rendered[i][0])
+                    echo = echoed_instructions(parsed.value, rendered[i][0]) if self.echo_check else None
                     if echo:
                         raise Reask(f"{echo}. Write it in your own words.", RowOutcome.fail(echo))
                     outcomes[i] = finish(rows[i], parsed.value)

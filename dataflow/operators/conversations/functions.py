@@ -218,6 +218,7 @@ class FunctionGenerator(StructuredLLMOperator):
     """Composed task + sub-tasks -> the tool specs (with response shapes) that can do them."""
 
     prompt_names = ("function_generator",)
+    echo_check = False  # its prompt's example tool may rightly be resembled; names are checked by spec_leak
 
     def __init__(self, llm_serving: Any = None, max_reasks: int = 1, prompt_template: Any = None):
         super().__init__(llm_serving=llm_serving, prompt_template=prompt_template)
