@@ -300,25 +300,26 @@ def test_format_checker_drops_invented_argument_values_as_failed_grounding():
     assert kept["format_valid"] is False and kept["format_reason"].startswith("failed_grounding:")
 
 
-def test_semantic_checker_boolean_verdict_and_failures():
+def test_semantic_checker_compares_the_judges_reading_with_the_calls():
     base = {"tools": TOOLS, "answers": [{"name": "prime_factors", "arguments": {"n": 12}}], "execution_results": [{"ok": True, "result": [2, 2, 3]}]}
-    checks = {"asked": "factors of 12", "best_function": "prime_factors", "values": "12: stated",
-              "values_in_question": True}
-    replies = iter([{**checks, "passes": True}, {**checks, "values_in_question": False, "passes": False},
-                    {**checks, "passes": "yes"}, "garbage"])
+    reading = {"asked": "factors of 12", "requests": 1, "best_function": "prime_factors"}
+    replies = iter([{**reading, "question_values": {"call_1": {"n": 12}}},
+                    {**reading, "question_values": {"call_1": {"n": 21}}},
+                    {**reading, "requests": "one", "question_values": {"call_1": {"n": 12}}}, "garbage"])
     serving = FakeLLMServing(lambda m, s: next(replies))
     rows = [dict(base, query=f"q{i}") for i in range(4)] + [dict(base, query="skip", execution_ok=False, execution_reason="boom")]
     outcomes = SemanticChecker(serving, judge_mode="enforce").process_batch(rows)
     assert outcomes[0].rows[0]["semantic_valid"] is True
     assert outcomes[1].status == "filtered" and outcomes[1].reason.startswith("failed_semantic: asked: factors of 12")
-    assert outcomes[1].reason.endswith("fails: values_in_question; passes")
+    assert outcomes[1].reason.endswith("fails: call 1 prime_factors: n=12 is not what the query gives")
     assert outcomes[2].status == "failed" and outcomes[2].reason.startswith("invalid_reply")
     assert outcomes[3].status == "failed"
     assert outcomes[4].status == "filtered" and outcomes[4].reason.startswith("failed_execution")
     assert len(serving.calls) == 4  # the failed-execution row was not sent
     messages, schema = serving.calls[0]
-    assert schema["properties"]["passes"]["type"] == "boolean"
-    assert "[2, 2, 3]" in messages[-1]["content"]
+    assert "prime_factors" in schema["properties"]["best_function"]["enum"]
+    assert schema["properties"]["question_values"]["properties"]["call_1"]["required"] == ["n"]
+    assert "n=?" in messages[-1]["content"] and "12" not in messages[-1]["content"].split("Calls made")[1]
 
 
 def test_stage_table_from_reports():

@@ -35,8 +35,9 @@ SEMANTIC_ROW = {"query": "I weigh 300 kg and I'm 1.8 m tall: my BMI?", "tools": 
 
 
 def semantic_reply(passes: bool, best_function: str = "calculate_bmi") -> dict:
-    return {"asked": "BMI", "best_function": best_function, "values": "300, 1.8: stated",
-            "values_in_question": True, "passes": passes}
+    """Agrees with SEMANTIC_ROW's call when ``passes``, else reads another weight from the query."""
+    return {"asked": "BMI", "requests": 1, "best_function": best_function,
+            "question_values": {"call_1": {"weight_kg": 300 if passes else 30, "height_m": 1.8}}}
 
 
 def composition_reply(problem: str) -> dict:
@@ -149,7 +150,7 @@ def test_quality_failed_check_caps_score_and_votes_take_the_median():
 
 
 def test_judge_schemas_are_reason_first():
-    for reply_schema, last in ((SemanticChecker, "passes"), (CompositionTaskFilter, "problem"),
+    for reply_schema, last in ((SemanticChecker, "question_values"), (CompositionTaskFilter, "problem"),
                                (ConversationQualityEvaluator, "score")):
         serving = FakeLLMServing(lambda m, s: LLMResult.failure("HTTP 500: x"))
         if reply_schema is SemanticChecker:
@@ -311,10 +312,11 @@ def test_bench_judges_on_the_fake_server(fake_server, tmp_path, monkeypatch, no_
 
     def responder(messages, schema):
         title = schema["title"]
-        if title == "SemanticVerdict":
-            prompt = messages[-1]["content"]
-            called = re.search(r"Calls made:\n1\. (\w+)\(", prompt)
-            return semantic_reply('get_weather_forecast(city="Australia"' not in prompt, called.group(1))
+        if title == "SemanticVerdict":  # names the called function, but reads no value from the query
+            called = re.findall(r"^call_\d+: (\w+)\(", messages[-1]["content"], re.MULTILINE)
+            readings = schema["properties"]["question_values"]["properties"]
+            return {"asked": "something", "requests": len(called), "best_function": called[0] if called else "none",
+                    "question_values": {k: dict.fromkeys(v["properties"]) for k, v in readings.items()}}
         if title == "CompositionVerdictReply":
             return composition_reply("none")
         return quality_reply(4)
@@ -326,10 +328,10 @@ def test_bench_judges_on_the_fake_server(fake_server, tmp_path, monkeypatch, no_
     monkeypatch.setattr(bench_judges, "CHUNK", 3)
     assert bench_judges.main(["--votes", "1,3", "--results", str(results), "--judges", "semantic,composition"]) == 0
     out = capsys.readouterr().out
-    assert "SemanticChecker on bench-fake, n_votes=1: accept good 100%" in out
+    assert "SemanticChecker on bench-fake, n_votes=1: accept good 0% (24), reject bad 100% (24), failed 0" in out
     data = json.loads(results.read_text())
     entry = data["bench-fake"]["SemanticChecker"]["n_votes=3"]
-    assert entry["accept_good"] == 1.0 and 0 < entry["reject_bad"] < 0.2 and entry["failed"] == 0
+    assert entry["accept_good"] == 0.0 and entry["reject_bad"] == 1.0 and entry["failed"] == 0
     assert entry["cached"] > 0  # vote 0 reused from the 1-vote run
     composition = data["bench-fake"]["CompositionTaskFilter"]["n_votes=1"]
     assert composition["decided_without_llm"] >= 3 and composition["llm_only"]["reject_bad"] == 0.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, StrictBool
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...core import OperatorABC, RowOutcome, RunReport, merge_row, schema_for
 from ...core.errors import ToolSpecError
@@ -115,57 +115,125 @@ class FormatChecker(OperatorABC):
         return RowOutcome.keep(merge_row(row, **{key: not errors, reason_key: f"{code}: {reason}" if errors else ""}))
 
 
+# The judge's reply is evidence, in writing order, from which the verdict is computed: what the
+# query asks; how many separate requests it makes; which of the row's functions gives it (the row's
+# schema narrows this to their names and "none"); and, for each call, the value the query gives for
+# each of its arguments (null: none). The judge is told which functions were called but not the
+# values, so this is an independent reading of the query that the calls must agree with
+# (``semantic_problems``). (A docstring here would be sent to the model as the schema description.)
 class SemanticVerdict(BaseModel):
-    """The judge's reply: checks a small model can do, each written before the verdict that
-    depends on it (the schema keeps this order). ``best_function`` is the judge's own choice among
-    the row's functions (the row's schema narrows it to their names and ``"none"``), compared with
-    the calls made, rather than a yes/no on the calls it is shown."""
+    """What the question asks, and the values it gives for each call."""
 
     model_config = ConfigDict(extra="forbid")
-    asked: Text(100, 2)  # what the query asks for
-    best_function: str  # the listed function that gives what was asked, or "none"
-    values: Text(200, 1)  # each argument value, and whether the query states it
-    values_in_question: StrictBool  # "yes" is not a verdict
-    passes: StrictBool  # the calls and their results answer the query
+    asked: Text(100, 2)
+    requests: int = Field(ge=0, le=20)
+    best_function: str
+    question_values: dict[str, dict[str, Any]]
 
-    def failed_checks(self, called: list[str]) -> list[str]:
-        """The checks this reply fails for a row whose calls name ``called``."""
-        failed = []
-        if (self.best_function not in called) if called else (self.best_function != "none"):
-            failed.append(f"best function is {self.best_function}, not {', '.join(called) or 'no call'}")
-        failed += [name for name in ("values_in_question", "passes") if not getattr(self, name)]
-        return failed
 
-    def thought(self, called: list[str]) -> str:
-        """The checks as one line, for the ``semantic_thought`` column."""
-        failed = self.failed_checks(called)
-        verdict = f"fails: {'; '.join(failed)}" if failed else "passes"
-        return f"asked: {self.asked}; best function: {self.best_function}; values: {self.values}; {verdict}"
+def semantic_problems(reply: SemanticVerdict, calls: list[dict]) -> list[str]:
+    """Where ``calls`` disagree with the judge's reading: another best function, another number of
+    requests, or an argument value that is not the one the query gives (the same value however
+    written: ``dataflow.quality``'s reading of numbers and words; enum members and defaults get
+    no pass here). ``[]``: the calls agree."""
+    from ...quality import ungrounded_arguments
+
+    names = [call["name"] for call in calls]
+    if not calls:
+        return [] if reply.best_function == "none" else [f"best function is {reply.best_function}, but no call was made"]
+    problems = []
+    if reply.best_function not in names:
+        problems.append(f"best function is {reply.best_function}, not {', '.join(dict.fromkeys(names))}")
+    if reply.requests != len(calls):
+        problems.append(f"the query makes {reply.requests} request(s), {len(calls)} call(s) were made")
+    readings = [reply.question_values.get(f"call_{i + 1}") or {} for i in range(len(calls))]
+    unused = set(range(len(calls)))
+    for index, call in enumerate(calls):
+        arguments = call.get("arguments") or {}
+
+        def disagreements(reading: dict) -> list[str]:
+            return [problem for arg, value in arguments.items()
+                    for problem in ungrounded_arguments({arg: value}, None, [_as_text(reading.get(arg))])]
+
+        # the judge may list same-function calls in another order (Paris and Rome)
+        candidates = [j for j in [index, *sorted(unused)] if j in unused and calls[j]["name"] == call["name"]]
+        found = {j: disagreements(readings[j]) for j in dict.fromkeys(candidates or [index])}
+        best = min(found, key=lambda j: len(found[j]))
+        if found[best]:
+            problems.append(f"call {index + 1} {call['name']}: " + "; ".join(
+                p.split(" appears in")[0].replace("ungrounded_argument: ", "") + " is not what the query gives"
+                for p in found[best]))
+        unused.discard(best)
+    return problems
+
+
+def _as_text(value: Any) -> str:
+    import json
+
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _thought(reply: SemanticVerdict, problems: list[str]) -> str:
+    """The judge's reading and the verdict as one line, for the ``semantic_thought`` column."""
+    verdict = f"fails: {'; '.join(problems)}" if problems else "passes"
+    return f"asked: {reply.asked}; best function: {reply.best_function}; {verdict}"
+
+
+def verdict_schema(tools: list[dict], calls: list[dict]) -> dict:
+    """``SemanticVerdict``'s schema narrowed to one row: ``best_function`` one of the row's
+    function names (sorted, so the called one is not singled out) or ``"none"``;
+    ``question_values`` one object per call (``call_1``...) with exactly that call's argument
+    names, each a scalar or null (any JSON value for an array or object parameter)."""
+    functions = {t["function"]["name"]: t["function"] for t in tools}
+    schema = schema_for(SemanticVerdict)
+    schema["properties"]["best_function"] = {"type": "string", "enum": sorted(functions) + ["none"]}
+    per_call = {}
+    for index, call in enumerate(calls):
+        parameters = ((functions.get(call["name"]) or {}).get("parameters") or {}).get("properties") or {}
+        names = list(call.get("arguments") or {})
+        per_call[f"call_{index + 1}"] = {
+            "type": "object", "properties": {n: _argument_schema(parameters.get(n)) for n in names},
+            "required": names, "additionalProperties": False,
+        }
+    schema["properties"]["question_values"] = {"type": "object", "properties": per_call,
+                                               "required": list(per_call), "additionalProperties": False}
+    return schema
+
+
+def _argument_schema(parameter: Any) -> dict:
+    if isinstance(parameter, dict) and (parameter.get("type") in _SCALARS or "enum" in parameter):
+        return {"type": ["string", "number", "boolean", "null"]}
+    return {}
+
+
+_SCALARS = ("string", "number", "integer", "boolean")
 
 
 class SemanticChecker(LLMJudge, OperatorABC):
-    """Stage 3: an LLM judge reads the query, each call (with its function's description and its
-    execution result) and the other available functions, and answers the checks of
-    ``SemanticVerdict`` (what the query asks; which listed function gives it, compared with the
-    function called; does the query state every argument value), then its verdict. Rows whose execution failed
-    (``input_execution_ok_key`` is ``False``) are not judged, and dropped as ``failed_execution``,
-    unless ``check_failed_execution=True``.
+    """Stage 3: does each row's call answer its query? An LLM judge reads the query, the available
+    functions and which of them were called (not the values they were called with), and writes
+    ``SemanticVerdict``: what the query asks, how many requests it makes, the best function for
+    it, and the value the query gives for each argument. The row passes when its calls agree with
+    that reading (``semantic_problems``): the best function called, one call per request, every
+    argument value the one the query gives. Rows whose execution failed (``input_execution_ok_key``
+    is ``False``, or a result with ``ok: false``) are not judged, and dropped as
+    ``failed_execution``, unless ``check_failed_execution=True``.
 
     ``n_votes``: independent judge samples per row, kept on a strict majority (see
     ``dataflow.operators.judges``); ``judge_mode``: ``"auto"`` keeps rows the judge rejects, with
     ``semantic_valid=False``, when the judge is not calibrated on the model; ``"enforce"`` drops
-    them. Output: ``semantic_valid`` (bool) and ``semantic_thought`` (the checks, the vote count,
-    and ``advisory:`` when the rejection was not enforced)."""
+    them. Output: ``semantic_valid`` (bool) and ``semantic_thought`` (the judge's reading, what
+    disagrees, the vote count, and ``advisory:`` when the rejection was not enforced)."""
 
     prompt_names = ("apigen_semantic_checker",)
 
     def __init__(self, llm_serving: Any = None, keep_failed: bool = False, check_failed_execution: bool = False,
-                 max_result_chars: int = 1500, prompt_template: Any = None, *, n_votes: int = 1,
-                 judge_mode: str = "auto"):
+                 prompt_template: Any = None, *, n_votes: int = 1, judge_mode: str = "auto"):
         super().__init__(llm_serving, prompt_template)
         self.keep_failed = keep_failed
         self.check_failed_execution = check_failed_execution
-        self.max_result_chars = max_result_chars
         self._init_judge(n_votes, judge_mode)
 
     def run(self, storage: Any, input_query_key: str = "query", input_answers_key: str = "answers",
@@ -184,7 +252,7 @@ class SemanticChecker(LLMJudge, OperatorABC):
                     "input_execution_ok_key": ok_key},
             outputs={"output_key": output_key, "output_thought_key": output_thought_key},
             params={"keep_failed": self.keep_failed, "check_failed_execution": self.check_failed_execution,
-                    "max_result_chars": self.max_result_chars, **self.judge_params()},
+                    **self.judge_params()},
             batch_fn=lambda rows: self.process_batch(rows, input_query_key, input_answers_key, input_tools_key,
                                                      results_key, ok_key, output_key, output_thought_key),
         )
@@ -197,31 +265,25 @@ class SemanticChecker(LLMJudge, OperatorABC):
         from ..conversations._base import InvalidInput
         from ..formats.convert import calls_of
 
-        def prompt(row: dict) -> tuple[str, str]:
+        def parsed(row: dict) -> tuple[list[dict], list[dict]]:
             try:
-                tools = normalize_tools(row.get(input_tools_key), allow_dots=True)
-                calls = calls_of(row.get(input_answers_key))
+                return normalize_tools(row.get(input_tools_key), allow_dots=True), calls_of(row.get(input_answers_key))
             except Exception as exc:
                 raise InvalidInput(f"invalid_row: {exc}") from None
-            results = row.get(input_results_key) if input_results_key else None
-            return self.render(**_prompt_variables(row.get(input_query_key, ""), tools, calls, results,
-                                                   self.max_result_chars))
 
-        def called(row: dict) -> list[str]:
-            return [call["name"] for call in calls_of(row.get(input_answers_key))]
+        def prompt(row: dict) -> tuple[str, str]:
+            tools, calls = parsed(row)
+            return self.render(**_prompt_variables(row.get(input_query_key, ""), tools, calls))
 
-        def row_schema(row: dict) -> dict:
-            names = sorted(t["function"]["name"] for t in normalize_tools(row.get(input_tools_key), allow_dots=True))
-            schema = schema_for(SemanticVerdict)
-            schema["properties"]["best_function"] = {"type": "string", "enum": names + ["none"]}
-            return schema
+        def verdict(row: dict, reply: SemanticVerdict) -> list[str]:
+            return semantic_problems(reply, parsed(row)[1])
 
         def on_accept(row: dict, counted: Tally, yes: list) -> RowOutcome:
-            thought = with_tally(yes[0].thought(called(row)), counted)
+            thought = with_tally(_thought(yes[0], []), counted)
             return RowOutcome.keep(merge_row(row, **{output_key: True, output_thought_key: thought}))
 
         def on_reject(row: dict, counted: Tally, no: list, enforced: bool) -> RowOutcome:
-            thought = with_tally(no[0].thought(called(row)), counted)
+            thought = with_tally(_thought(no[0], verdict(row, no[0])), counted)
             if self.keep_failed:
                 return RowOutcome.keep(merge_row(row, **{output_key: False, output_thought_key: thought}))
             kept = merge_row(row, **{output_key: False, output_thought_key: f"advisory: {thought}"})
@@ -230,36 +292,34 @@ class SemanticChecker(LLMJudge, OperatorABC):
         outcomes: list[RowOutcome | None] = [None] * len(rows)
         judged = []
         for i, row in enumerate(rows):
-            if input_execution_ok_key and row.get(input_execution_ok_key) is False and not self.check_failed_execution:
-                outcomes[i] = RowOutcome.drop(f"failed_execution: not judged ({row.get('execution_reason', '')})")
+            failed = _execution_failure(row, input_execution_ok_key, input_results_key)
+            if failed and not self.check_failed_execution:
+                outcomes[i] = RowOutcome.drop(f"failed_execution: not judged ({failed})")
             else:
                 judged.append(i)
         verdicts = self.judge_round([rows[i] for i in judged], prompt, SemanticVerdict,
-                                    lambda row, verdict: not verdict.failed_checks(called(row)),
-                                    on_accept, on_reject, row_schema)
+                                    lambda row, reply: not verdict(row, reply), on_accept, on_reject,
+                                    lambda row: verdict_schema(*parsed(row)))
         for i, outcome in zip(judged, verdicts):
             outcomes[i] = outcome
         return outcomes  # type: ignore[return-value]
 
 
-def _prompt_variables(query: Any, tools: list[dict], calls: list[dict], results: Any, max_chars: int) -> dict:
-    """The template's variables: each call with its result (the function's output, or its error:
-    never the harness fields), and every listed function with its description, by name (so the
-    called one is not singled out)."""
-    import json
+def _execution_failure(row: dict, ok_key: str | None, results_key: str | None) -> str | None:
+    """Why the row's execution failed (its ok column is False, or a result is an error), or None."""
+    if ok_key and row.get(ok_key) is False:
+        return str(row.get("execution_reason", "") or "execution failed")
+    results = row.get(results_key) if results_key else None
+    for result in results if isinstance(results, list) else []:
+        if isinstance(result, dict) and result.get("ok") is False:
+            return f"{result.get('name', 'a call')}: {result.get('error', 'error')}"
+    return None
 
-    described = {t["function"]["name"]: t["function"].get("description", "") for t in tools}
-    results = results if isinstance(results, list) and len(results) == len(calls) else None
-    shown = []
-    for index, call in enumerate(calls):
-        entry: dict[str, Any] = {"name": call["name"], "arguments": call.get("arguments") or {},
-                                 "description": described.get(call["name"], "(not a listed function)")}
-        if results is not None:
-            result = results[index]
-            if isinstance(result, dict) and "ok" in result:
-                result = result.get("result") if result.get("ok") else {"error": result.get("error")}
-            text = json.dumps(result, ensure_ascii=False, default=str)
-            entry["result"] = result if len(text) <= max_chars else text[:max_chars] + "... (cut)"
-        shown.append(entry)
-    listed = [{"name": name, "description": described[name]} for name in sorted(described)]
-    return {"query": query, "calls": shown, "tools": listed}
+
+def _prompt_variables(query: Any, tools: list[dict], calls: list[dict]) -> dict:
+    """The template's variables: every listed function with its description, by name (so the
+    called one is not singled out), and each call's function with its argument names only."""
+    listed = [{"name": t["function"]["name"], "description": t["function"].get("description", "")}
+              for t in sorted(tools, key=lambda t: t["function"]["name"])]
+    shown = [{"name": call["name"], "argument_names": list(call.get("arguments") or {})} for call in calls]
+    return {"query": query, "tools": listed, "calls": shown}

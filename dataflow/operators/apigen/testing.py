@@ -6,8 +6,8 @@ in seven which gets a wrongly typed argument, so the format stage has work; and,
 model, one first reply in four hands back the prompt's first few-shot example, which the
 generator's re-ask must catch, and one example in five is copied even when asked again, which
 the ``NoveltyFilter`` must drop), and
-``SemanticChecker`` prompts with ``{"thought", "passes"}`` (failing calls whose execution results
-show an error, and one row in eleven). Use it with ``FakeLLMServing`` or, by dotted path
+``SemanticChecker`` prompts with the values its own query states (so the calls agree, except in
+one row in eleven, whose best function is "none"). Use it with ``FakeLLMServing`` or, by dotted path
 ``dataflow.operators.apigen.testing:apigen_responder``, with ``FakeOpenAIServer``.
 """
 
@@ -103,9 +103,32 @@ def _verdict(json_schema: dict | None, passes: bool, thought: str) -> dict:
     return reply
 
 
+def _semantic_reading(user: str, json_schema: dict) -> dict:
+    """The SemanticChecker's reply for a query this responder wrote ("Could you run NAME with
+    {args} and ..."): the values read back from the query, so the calls agree with it; one row in
+    eleven gets best function "none" (a disagreement)."""
+    question = user.split("Question:", 1)[-1].split("\n", 1)[0]
+    stated = []
+    for match in re.finditer(r"\w+ with (?=\{)", question):
+        try:
+            stated.append(json.JSONDecoder().raw_decode(question, match.end())[0])
+        except ValueError:
+            stated.append({})
+    called = re.findall(r"^call_\d+: (\w+)\(", user, re.MULTILINE)
+    readings = json_schema.get("properties", {}).get("question_values", {}).get("properties", {})
+    values = {key: {arg: (stated[i].get(arg) if i < len(stated) and isinstance(stated[i], dict) else None)
+                    for arg in (spec.get("properties") or {})}
+              for i, (key, spec) in enumerate(readings.items())}
+    best = called[0] if called and _digest(user) % 11 else "none"
+    return {"asked": "what the query asks", "requests": len(called) or 1, "best_function": best,
+            "question_values": values}
+
+
 def apigen_responder(messages: list[dict], json_schema: dict | None) -> dict:
     user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
     title = _schema_title(json_schema)
+    if "question_values" in ((json_schema or {}).get("properties") or {}):
+        return _semantic_reading(user, json_schema)
     if title == "SemanticVerdict" or ("passes" in json.dumps(json_schema or {}) and "thought" in json.dumps(json_schema or {})):
         results = user.split("Execution results:")[-1] if "Execution results:" in user else user
         if '"ok": false' in user or re.search(r"\w+Error\b", results):
