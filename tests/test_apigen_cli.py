@@ -65,7 +65,8 @@ def test_four_subcommands_on_the_example_files(tmp_path, apigen_server):
     assert table["verified"] == len(kept) and table["generated"] == len(rows)
     rejected = read_jsonl(tmp_path / "verified.rejected.jsonl")
     assert len(rejected) + len(kept) == len(rows)
-    assert all(r["_reason"].split(":")[0] in {"failed_format", "failed_grounding", "failed_execution", "failed_semantic"}
+    assert all(r["_reason"].split(":")[0] in {"failed_format", "failed_grounding", "failed_irrelevance", "failed_execution",
+                                                "failed_semantic"}
                for r in rejected)
 
     train, val, test = tmp_path / "train.jsonl", tmp_path / "val.jsonl", tmp_path / "test.jsonl"
@@ -156,7 +157,8 @@ def test_example_pipeline_end_to_end_against_the_fake_server(tmp_path, apigen_se
     table = json.loads((cache / "apigen_stage_table.json").read_text())
     assert table["generated"] > 0 and 0 < table["verified"] <= table["generated"]
     assert table["generated"] == (table["copied_example"] + table["duplicate_query"] + table["failed_format"]
-                                  + table["failed_grounding"] + table["failed_execution"] + table["failed_semantic"]
+                                  + table["failed_grounding"] + table["failed_irrelevance"]
+                                  + table["failed_execution"] + table["failed_semantic"]
                                   + table["judge_errors"] + table["verified"])
     assert table["reasked"] > 0  # the fake copies an example now and then; the generator asks again
     assert table["copied_example"] > 0  # ... and sometimes copies again: the NoveltyFilter drops those

@@ -300,6 +300,20 @@ def test_format_checker_drops_invented_argument_values_as_failed_grounding():
     assert kept["format_valid"] is False and kept["format_reason"].startswith("failed_grounding:")
 
 
+def test_format_checker_drops_a_no_call_pair_that_a_listed_tool_serves():
+    """An irrelevance pair ("none of these functions can do it") is wrong when a listed tool does it."""
+    tools = [BY_NAME["get_weather_forecast"], BY_NAME["convert_currency"]]
+    rows = [{"query": q, "tools": tools, "answers": []} for q in (
+        "Convert 1000 USD to EUR at today's rate.", "Will it rain in Oslo tomorrow? Give me the forecast.",
+        "Find the average of the numbers 1, 2 and 3.", "Order me a pizza with extra cheese.")]
+    rows.append({"query": "How much is 1000 usd in euros?", "tools": tools, "answers": "[]"})
+    outcomes = FormatChecker().process_batch(rows)
+    assert [o.status for o in outcomes] == ["filtered", "filtered", "ok", "ok", "filtered"]
+    assert outcomes[0].reason == "failed_irrelevance: a listed tool serves it: the query names convert, eur, usd of convert_currency"
+    assert "weather" in outcomes[1].reason and "forecast" in outcomes[1].reason
+    assert [o.status for o in FormatChecker(check_grounding=False).process_batch(rows)] == ["ok"] * 5
+
+
 def test_semantic_checker_compares_the_judges_reading_with_the_calls():
     base = {"tools": TOOLS, "answers": [{"name": "prime_factors", "arguments": {"n": 12}}], "execution_results": [{"ok": True, "result": [2, 2, 3]}]}
     reading = {"asked": "factors of 12", "requests": 1, "best_function": "prime_factors"}
@@ -342,6 +356,7 @@ def test_stage_table_from_reports():
     table = stage_table(reports, reasked=4)
     assert (table["copied_example"], table["duplicate_query"], table["failed_grounding"]) == (2, 1, 2)
     assert table["failed_format"] == 1 and table["verified"] == 4 and table["reasked"] == 4
+    assert table["failed_irrelevance"] == 0
     assert "copied example" in format_stage_table(table) and "failed grounding" in format_stage_table(table)
     judged = RunReport("SemanticChecker", 5, "", rows_in=4, rows_out=4, kept=4, advisory_by_reason={"failed_semantic": 3})
     assert stage_table(reports + [judged])["judge_advisory"] == 3

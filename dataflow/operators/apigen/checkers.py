@@ -52,11 +52,37 @@ def ungrounded_calls(query: str, calls: Any, tools: Any) -> list[str]:
     return problems
 
 
+_GENERIC_NAME_WORDS = frozenset("get set calculate compute find search check list create make do run send look up by of to "
+                                "for the a an and or in on from with info data value".split())
+
+
+def servable_query(query: str, tools: Any) -> str | None:
+    """For a pair with no call: ``"a listed tool serves it: ..."`` when ``query`` names what one of
+    ``tools`` does (a word of its name other than generic verbs, or a string enum member of one of
+    its parameters, e.g. "weather" for ``get_weather_forecast``, "USD" for ``convert_currency``);
+    ``None`` when the query names no listed tool. A check that errs towards rejecting."""
+    from ...quality.similarity import normalize_text
+    from ...tools.spec import normalize_tools
+
+    words = set(normalize_text(query).split())
+    for tool in normalize_tools(tools, allow_dots=True) if tools else []:
+        function = tool["function"]
+        named = {w for w in normalize_text(function["name"].replace("_", " ")).split()
+                 if w not in _GENERIC_NAME_WORDS and len(w) > 2} & words
+        enums = {str(v).lower() for p in (function.get("parameters") or {}).get("properties", {}).values()
+                 if isinstance(p, dict) for v in p.get("enum") or [] if isinstance(v, str) and len(v) > 2}
+        hits = sorted(named | (enums & words))
+        if hits:
+            return f"a listed tool serves it: the query names {', '.join(hits)} of {function['name']}"
+    return None
+
+
 class FormatChecker(OperatorABC):
     """Stage 1: every call must name a listed function with valid arguments
     (``dataflow.validate_calls``), and (``check_grounding``, on by default) every argument value
     must come from the query or the tool's spec (enum, default, boolean): a row with an invented
-    value is dropped as ``failed_grounding: ...``. Tools come from the row (``input_tools_key``):
+    value is dropped as ``failed_grounding: ...``, and a row with no call whose query names what a
+    listed tool does (``servable_query``) as ``failed_irrelevance: ...``. Tools come from the row (``input_tools_key``):
     a row's own tools win, as in ``SemanticChecker``; ``tools=`` (a list, a JSON file path, or a
     Python module path) serves the rows that carry none."""
 
@@ -87,6 +113,7 @@ class FormatChecker(OperatorABC):
                       output_key: str = "format_valid", output_reason_key: str = "format_reason",
                       input_query_key: str = "query") -> list[RowOutcome]:
         from ...tools.validation import compile_tools
+        from ..formats.convert import calls_of
 
         fixed = compile_tools(self.tools, allow_dots=self.allow_dots) if self.tools is not None else None
         outcomes = []
@@ -103,7 +130,13 @@ class FormatChecker(OperatorABC):
                 outcomes.append(self._verdict(row, errors, output_key, output_reason_key))
                 continue
             tools = own if own or self.tools is None else self.tools
-            ungrounded = ungrounded_calls(str(row.get(input_query_key) or ""), answers, tools)
+            query = str(row.get(input_query_key) or "")
+            if not calls_of(answers):  # "no tool fits" is only right when no listed tool does what is asked
+                served = servable_query(query, tools)
+                outcomes.append(self._verdict(row, [served] if served else [], output_key, output_reason_key,
+                                              code="failed_irrelevance"))
+                continue
+            ungrounded = ungrounded_calls(query, answers, tools)
             outcomes.append(self._verdict(row, ungrounded, output_key, output_reason_key, code="failed_grounding"))
         return outcomes
 

@@ -14,7 +14,8 @@ from typing import Any, Iterable
 STAGES = {"NoveltyFilter": "copied_example", "FormatChecker": "failed_format",
           "ExecutionChecker": "failed_execution", "SemanticChecker": "failed_semantic"}
 #: reason codes with a row of their own (any other code counts in its stage's row)
-CODES = ("copied_example", "duplicate_query", "failed_format", "failed_grounding", "failed_execution", "failed_semantic")
+CODES = ("copied_example", "duplicate_query", "failed_format", "failed_grounding", "failed_irrelevance",
+         "failed_execution", "failed_semantic")
 
 
 def stage_table(reports: Iterable[Any], duplicates_dropped: int = 0, reasked: int = 0) -> dict:
@@ -63,6 +64,7 @@ def format_stage_table(table: dict) -> str:
         ("repeated query", table.get("duplicate_query", 0)),
         ("failed format", table["failed_format"]),
         ("failed grounding", table.get("failed_grounding", 0)),
+        ("no call, but a tool fits", table.get("failed_irrelevance", 0)),
         ("failed execution", table["failed_execution"]),
         ("failed semantic", table["failed_semantic"]),
         ("  judge errors (LLM)", table.get("judge_errors", 0)),
