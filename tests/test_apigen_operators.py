@@ -336,6 +336,21 @@ def test_semantic_checker_compares_the_judges_reading_with_the_calls():
     assert "n=?" in messages[-1]["content"] and "12" not in messages[-1]["content"].split("Calls made")[1]
 
 
+def test_semantic_verdict_schema_offers_a_parameters_enum_members_and_null():
+    from dataflow.operators.apigen.checkers import verdict_schema
+
+    tool = {"type": "function", "function": {"name": "convert", "description": "Convert units.", "parameters": {
+        "type": "object", "properties": {"unit": {"type": "string", "enum": ["km", "mi"]}, "value": {"type": "number"},
+                                         "path": {"type": "array", "items": {"type": "string"}}},
+        "required": ["unit", "value"]}}}
+    schema = verdict_schema([tool], [{"name": "convert", "arguments": {"unit": "km", "value": 3, "path": ["a"]}}])
+    call = schema["properties"]["question_values"]["properties"]["call_1"]
+    assert call["properties"]["unit"] == {"enum": ["km", "mi", None]}
+    assert call["properties"]["value"] == {"type": ["string", "number", "boolean", "null"]}
+    assert call["properties"]["path"] == {}
+    assert call["required"] == ["unit", "value", "path"] and call["additionalProperties"] is False
+
+
 def test_stage_table_from_reports():
     from dataflow.core.operator import RunReport
 

@@ -60,11 +60,16 @@ def test_judge_schemas_put_reasoning_before_verdict(fake_server):
     from dataflow.operators.conversations.quality import QualityReply
 
     serving = client(fake_server.url, cache=False)
-    for model, verdict in ((SemanticVerdict, "passes"), (CompositionVerdictReply, "problem"), (QualityReply, "score")):
+    for model, verdict in ((CompositionVerdictReply, "problem"), (QualityReply, "score")):
         serving.generate_from_input(["x"], json_schema=schema_for(model))
         props = sent_properties(fake_server.received[-1])
         assert props[-1] == verdict, (model.__name__, props)
         assert len(props) >= 2
+    # The semantic judge gives no verdict: it writes what the query asks before its structured reading
+    # of the values, and the checker compares that reading with the calls.
+    serving.generate_from_input(["x"], json_schema=schema_for(SemanticVerdict))
+    props = sent_properties(fake_server.received[-1])
+    assert props[0] == "asked" and props[-1] == "question_values", props
 
 
 def test_reordered_schema_is_a_cache_miss(fake_server, tmp_path):

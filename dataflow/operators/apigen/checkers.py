@@ -218,7 +218,8 @@ def verdict_schema(tools: list[dict], calls: list[dict]) -> dict:
     """``SemanticVerdict``'s schema narrowed to one row: ``best_function`` one of the row's
     function names (sorted, so the called one is not singled out) or ``"none"``;
     ``question_values`` one object per call (``call_1``...) with exactly that call's argument
-    names, each a scalar or null (any JSON value for an array or object parameter)."""
+    names, each one of the parameter's enum members, a scalar, or null (any JSON value for an array
+    or object parameter)."""
     functions = {t["function"]["name"]: t["function"] for t in tools}
     schema = schema_for(SemanticVerdict)
     schema["properties"]["best_function"] = {"type": "string", "enum": sorted(functions) + ["none"]}
@@ -236,7 +237,9 @@ def verdict_schema(tools: list[dict], calls: list[dict]) -> dict:
 
 
 def _argument_schema(parameter: Any) -> dict:
-    if isinstance(parameter, dict) and (parameter.get("type") in _SCALARS or "enum" in parameter):
+    if isinstance(parameter, dict) and isinstance(parameter.get("enum"), list):
+        return {"enum": [*parameter["enum"], None]}
+    if isinstance(parameter, dict) and parameter.get("type") in _SCALARS:
         return {"type": ["string", "number", "boolean", "null"]}
     return {}
 
