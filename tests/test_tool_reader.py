@@ -168,6 +168,21 @@ def test_bfcl_enum_on_an_array_constrains_its_items():
     assert "argument 'colors[0]'" in error and "is not one of" in error
 
 
+def test_flat_copied_arguments_with_default_and_enum_share_nothing_with_the_input():
+    params = {"type": "dict", "properties": {
+        "unit": {"type": "String", "enum": ["c", "f"], "default": None},
+        "tags": {"type": "array", "items": {"type": "string"}, "enum": ["a", "b"]},
+        "box": {"type": "string", "default": ["not", "a", "scalar"]}}}
+    before = json.loads(json.dumps(params))
+    tool = normalize_tool({"name": "t", "parameters": params})
+    assert params == before  # the input is not changed
+    props = tool["function"]["parameters"]["properties"]
+    assert props["unit"] == {"type": ["string", "null"], "enum": ["c", "f", None], "default": None}
+    assert props["unit"]["enum"] is not params["properties"]["unit"]["enum"]
+    assert props["tags"]["items"] == {"type": "string", "enum": ["a", "b"]} and "enum" not in props["tags"]
+    assert props["box"]["default"] == ["not", "a", "scalar"] and props["box"]["default"] is not params["properties"]["box"]["default"]
+
+
 # -- kind 6/14: results paired with calls ---------------------------------------------------------
 def _assistant(*calls):
     return {"role": "assistant", "content": None, "tool_calls": [

@@ -513,6 +513,22 @@ _PLAIN_LEAF_KEYS = frozenset({"type", "description", "title", "format", "minimum
                               "exclusiveMaximum", "minLength", "maxLength", "multipleOf", "minItems", "maxItems",
                               "minProperties", "maxProperties", "uniqueItems", "readOnly", "writeOnly",
                               "deprecated", "$comment"})
+#: a plain argument may also carry a scalar ``default`` and an ``enum`` of scalars
+_LEAF_KEYS = _PLAIN_LEAF_KEYS | {"default", "enum"}
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain_values(leaf: dict) -> bool:
+    """Whether ``leaf``'s ``default`` is a scalar and its ``enum`` a list of scalars (so a flat
+    copy shares nothing mutable with the input)."""
+    if "default" in leaf and type(leaf["default"]) not in _SCALAR_TYPES:
+        return False
+    enum = leaf.get("enum")
+    if enum is not None and (type(enum) is not list or any(type(v) not in _SCALAR_TYPES for v in enum)):
+        return False
+    return True
+
+
 _MAP_KEYS = frozenset(_SCHEMA_CHILD_MAPS)
 _LIST_KEYS = frozenset(_SCHEMA_CHILD_LISTS)
 _CHILD_KEYS = frozenset(_SCHEMA_CHILDREN)
@@ -552,13 +568,15 @@ def _normalized(tool: str, schema: Any, where: str) -> Any:
             if key == "properties":
                 props = out[key] = {}
                 for name, sub in value.items():
-                    if type(sub) is dict and sub.keys() <= _PLAIN_LEAF_KEYS:  # a plain argument: copied flat
+                    if type(sub) is dict and sub.keys() <= _LEAF_KEYS and _plain_values(sub):  # copied flat
                         kind_of = sub.get("type")
                         mapped = _SIMPLE_TYPES.get(kind_of) if type(kind_of) is str else None
                         if mapped is not None or kind_of is None:
                             leaf = props[name] = dict(sub)
                             if mapped is not None and mapped is not kind_of:
                                 leaf["type"] = mapped
+                            if "enum" in leaf:
+                                leaf["enum"] = list(leaf["enum"])
                             continue
                     props[name] = _normalized(tool, sub, where + "." + name)
             elif key in _MAP_KEYS:
