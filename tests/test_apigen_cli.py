@@ -123,7 +123,7 @@ def _check_single_turn_export(export: Path, cache: Path) -> None:
     from dataflow.operators.apigen.sampler import load_seed_examples
 
     seeds = [e["query"] for e in load_seed_examples(DATA / "seed_qa.jsonl")]
-    rows = read_jsonl(export / "train_openai.jsonl") + read_jsonl(export / "validation_openai.jsonl")
+    rows = read_jsonl(export / "train.openai.jsonl") + read_jsonl(export / "validation.openai.jsonl")
     assert rows
     shown = {}
     for row in read_jsonl(next(cache.glob("*step2.jsonl"))):  # the generator's output carries its examples
@@ -133,14 +133,14 @@ def _check_single_turn_export(export: Path, cache: Path) -> None:
         assert [m["role"] for m in messages] == ["user", "assistant"], messages
         assistant = messages[1]
         if assistant.get("tool_calls"):
-            assert assistant["content"] is None
+            assert assistant.get("content") is None  # OpenAI's form: no content beside the calls
             for call in assistant["tool_calls"]:
                 assert call["type"] == "function" and isinstance(json.loads(call["function"]["arguments"]), dict)
         else:
             assert assistant["content"]
         query = messages[0]["content"]
         assert copied_example(query, shown[query], seeds) is None, query
-    hermes = read_jsonl(export / "train_hermes.jsonl")
+    hermes = read_jsonl(export / "train.hermes.jsonl")
     assert all([t["from"] for t in row["conversations"]] == ["system", "human", "gpt"] for row in hermes)
 
 
@@ -149,8 +149,9 @@ def test_example_pipeline_end_to_end_against_the_fake_server(tmp_path, apigen_se
     cache = tmp_path / "cache"
     script = "api_pipelines/apigen_synthesis.py" if from_root else "apigen_synthesis.py"
     cwd = ROOT if from_root else ROOT / "api_pipelines"
-    run = lambda: subprocess.run([sys.executable, script, "--cache", str(cache)], capture_output=True, text=True,
-                                 env=_env(apigen_server), cwd=cwd, timeout=240)
+    export = tmp_path / "out"
+    run = lambda: subprocess.run([sys.executable, script, "--cache", str(cache), "--out-dir", str(export)],
+                                 capture_output=True, text=True, env=_env(apigen_server), cwd=cwd, timeout=240)
     r = run()
     assert r.returncode == 0, r.stderr
     assert "APIGen stage table" in r.stdout and "pass rate" in r.stdout
@@ -162,9 +163,10 @@ def test_example_pipeline_end_to_end_against_the_fake_server(tmp_path, apigen_se
                                   + table["judge_errors"] + table["verified"])
     assert table["reasked"] > 0  # the fake copies an example now and then; the generator asks again
     assert table["copied_example"] > 0  # ... and sometimes copies again: the NoveltyFilter drops those
-    export = cache / "apigen_export"
     _check_single_turn_export(export, cache)
-    assert (export / "train_hermes.jsonl").exists() and (export / "train_chat_message.jsonl").exists()
+    for fmt in ("trl", "llamafactory", "hermes", "xlam", "chat_message"):
+        assert (export / f"train.{fmt}.jsonl").exists(), fmt
+    assert (export / "README.md").exists() and (export / "run_summary.json").exists()
     sent = apigen_server.request_count
     r2 = run()  # a rerun reuses every step: zero LLM calls
     assert r2.returncode == 0, r2.stderr
@@ -174,9 +176,10 @@ def test_example_pipeline_end_to_end_against_the_fake_server(tmp_path, apigen_se
 def test_example_pipeline_without_the_judge(tmp_path, apigen_server):
     cache = tmp_path / "cache"
     r = subprocess.run([sys.executable, "api_pipelines/apigen_synthesis.py", "--cache", str(cache), "--rows", "6",
-                        "--no-semantic"], capture_output=True, text=True, env=_env(apigen_server), cwd=ROOT, timeout=240)
+                        "--no-semantic", "--out-dir", str(tmp_path / "out")], capture_output=True, text=True,
+                       env=_env(apigen_server), cwd=ROOT, timeout=240)
     assert r.returncode == 0, r.stderr
     assert "SemanticChecker" not in r.stderr and "ExecutionChecker" in r.stderr
     table = json.loads((cache / "apigen_stage_table.json").read_text())
     assert table["failed_semantic"] == 0 and table["verified"] > 0
-    _check_single_turn_export(cache / "apigen_export", cache)
+    _check_single_turn_export(tmp_path / "out", cache)

@@ -664,7 +664,13 @@ def test_export_writes_openai_and_hermes(tmp_path):
     result = export_conversations([{"conversations": messages, "tools": tools}, broken], tmp_path)
     assert result.written == 1 and sum(result.skipped.values()) == 1
     (record,) = [json.loads(line) for line in open(result.paths["openai"])]
-    assert record == {"messages": messages, "tools": tools}
+    # the canonical record: the same conversation, call ids numbered call_0, call_1, ... in order
+    assert record["parallel_tool_calls"] is True  # its second turn makes two calls
+    assert [m["role"] for m in record["messages"]] == [m["role"] for m in messages]
+    assert [c["function"] for m in record["messages"] for c in m.get("tool_calls") or []] == \
+        [c["function"] for m in messages for c in m.get("tool_calls") or []]
+    assert [m.get("tool_call_id") for m in record["messages"] if m["role"] == "tool"] == ["call_0", "call_1", "call_2"]
+    assert record["tools"] == tools and [m.get("content") for m in record["messages"]] == [m.get("content") for m in messages]
     (hermes,) = [json.loads(line) for line in open(result.paths["hermes"])]
     text = json.dumps(hermes)
     assert "<tool_call>" in text and "<tool_response>" in text

@@ -126,7 +126,7 @@ def test_apigen_pipeline_same_rows_and_stage_table_as_local(tmp_path, local_ray,
         monkeypatch.setenv("DF_MODEL", "fake-model")
 
         def run(cache: Path, runner=None):
-            pipeline = ag.APIGenPipeline(cache_path=cache)
+            pipeline = ag.APIGenPipeline(cache_path=cache, out_dir=cache / "export")
             try:
                 if runner is None:
                     table = pipeline.run()
@@ -144,9 +144,9 @@ def test_apigen_pipeline_same_rows_and_stage_table_as_local(tmp_path, local_ray,
         assert server.request_count == 2 * sent
         assert table_ray == table_local and table_ray["verified"] > 0
         assert _step_files(tmp_path / "ray") == _step_files(tmp_path / "local")
-        for name in ("train_openai.jsonl", "validation_hermes.jsonl"):
-            assert (tmp_path / "ray" / "apigen_export" / name).read_bytes() == \
-                   (tmp_path / "local" / "apigen_export" / name).read_bytes()
+        for name in ("train.openai.jsonl", "validation.hermes.jsonl"):
+            assert (tmp_path / "ray" / "export" / name).read_bytes() == \
+                   (tmp_path / "local" / "export" / name).read_bytes()
         # DataSampler and APIGenGenerator look across rows: they ran in the driver, whole-table
         assert not type(on_ray.sampler).rows_independent and not type(on_ray.generator).rows_independent
         assert on_ray.generator.duplicates_dropped == local.generator.duplicates_dropped

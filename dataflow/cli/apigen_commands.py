@@ -3,8 +3,8 @@
     dataflow apigen generate --config-path --qa-jsonl-path --function-definitions-path --output-path
     dataflow apigen verify   --generated-query-answer-path --function-definitions-path --verified-query-answer-path
     dataflow split   --input-file-path --train-output-path --val-output-path [--test-output-path] --test-size
-    dataflow convert --input-path --output-path [--format chat_message|openai|hermes|xlam]
-                     [--input-format rows|xlam|chat_message|glaive|sharegpt|hermes|openai]
+    dataflow convert --input-path --output-path [--format chat_message|openai|trl|llamafactory|hermes|xlam]
+                     [--input-format rows|xlam|chat_message|glaive|sharegpt|llamafactory|hermes|openai|trl]
 
 The LLM backend comes from the environment (``DF_API_URL``/``DF_MODEL``/``DF_API_KEY``, else the
 embedded model), or from ``--api-url``/``--model``. ``register(main_group)`` adds them to a group.
@@ -246,22 +246,25 @@ def split(input_file_path: str, train_output_path: str, val_output_path: str, te
         click.echo(f"  {signature}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v or k != "test"), err=True)
 
 
-INPUT_FORMATS = ("rows", "xlam", "chat_message", "glaive", "sharegpt", "hermes", "openai")
+INPUT_FORMATS = ("rows", "xlam", "chat_message", "glaive", "sharegpt", "llamafactory", "hermes", "openai", "trl")
+#: output formats written from the canonical record (dataflow.operators.formats.finetune)
+RECORD_FORMATS = ("trl", "llamafactory")
 MAX_ERROR_LINES = 20
 
 
 @click.command("convert")
 @click.option("--input-path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--output-path", required=True, type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["chat_message", "openai", "hermes", "xlam"]), default="chat_message",
-              show_default=True, help="Target fine-tuning format.")
+@click.option("--format", "fmt", type=click.Choice(["chat_message", "openai", "trl", "llamafactory", "hermes", "xlam"]),
+              default="chat_message", show_default=True,
+              help="Target fine-tuning format (llamafactory also writes dataset_info.json beside the output).")
 @click.option("--system-prompt-path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="System prompt file (chat_message / openai / hermes).")
 @click.option("--function-definitions-path", type=click.Path(exists=True), default=None,
               help="Tools for rows that carry none.")
 @click.option("--input-format", type=click.Choice(INPUT_FORMATS), default="rows", show_default=True,
               help="rows: query + answers/function_calls (+ tools); xlam / chat_message: those single-turn rows; "
-                   "glaive, sharegpt (LLaMA-Factory function_call/observation), hermes, openai: conversations.")
+                   "glaive, sharegpt / llamafactory (function_call/observation), hermes, openai, trl: conversations.")
 def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str | None,
             function_definitions_path: str | None, input_format: str) -> None:
     """Convert rows to a fine-tuning format. A row that cannot be read or written is a row error
@@ -271,8 +274,12 @@ def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str
 
     system_prompt = Path(system_prompt_path).read_text(encoding="utf-8").strip() if system_prompt_path else None
     tools = _load_tools(function_definitions_path) if function_definitions_path else None
-    if input_format in CONVERSATION_READERS and fmt not in ("openai", "hermes"):
-        raise click.BadParameter(f"{input_format} conversations convert to openai or hermes", param_hint="--format")
+    from ..operators.formats.finetune import canonical_record, write_record
+
+    conversation_input = input_format in CONVERSATION_READERS
+    if conversation_input and fmt not in ("openai", "hermes", *RECORD_FORMATS):
+        raise click.BadParameter(f"{input_format} conversations convert to openai, trl, llamafactory or hermes",
+                                 param_hint="--format")
     if fmt == "chat_message" and system_prompt is None:
         system_prompt = DEFAULT_SYSTEM_PROMPT
     rows = read_rows(input_path)
@@ -281,7 +288,22 @@ def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str
     for row, line in zip(rows, lines):
         notes: list[str] = []
         try:
-            if input_format in CONVERSATION_READERS:
+            if fmt in RECORD_FORMATS:  # one canonical record, then the writer of the format
+                if conversation_input:
+                    chat = READERS[input_format](row)
+                    if tools and not chat["tools"]:
+                        chat["tools"] = tools
+                    if system_prompt and not any(m.get("role") == "system" for m in chat["messages"]):
+                        chat["messages"].insert(0, {"role": "system", "content": system_prompt})
+                else:
+                    single = row if input_format == "rows" else READERS[input_format](row)
+                    if input_format == "rows" and (not isinstance(row.get("query"), str)
+                                                   or ("answers" not in row and "function_calls" not in row)):
+                        raise RowError("expected a row with a 'query' text and 'answers' (or 'function_calls')")
+                    chat = convert_row(single, "openai", system_prompt=system_prompt,
+                                       tools=tools if not single.get("tools") else None)
+                out.append(write_record(canonical_record(chat), fmt))
+            elif conversation_input:
                 chat = READERS[input_format](row)
                 if tools and not chat["tools"]:
                     chat["tools"] = tools
@@ -308,9 +330,15 @@ def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str
         raise InputFileError(input_path, f"no row could be converted ({len(rejected)} row errors; first: "
                                          f"{first['_reason']})", line=first["_line"] if isinstance(first["_line"], int) else None,
                              hint=f"check --input-format (one of {', '.join(INPUT_FORMATS)})")
+    if fmt == "llamafactory":  # the same key on every row (Arrow would fill the missing ones with null)
+        if any("system" in r for r in out):
+            for r in out:
+                r.setdefault("system", "")
     write_rows(output_path, out)
     if rejected:
         write_rows(_rejected_path(output_path), rejected)
+    if fmt == "llamafactory":
+        _write_dataset_info(Path(output_path))
     if names:
         from ..storage.atomic import atomic_write_text
 
@@ -322,6 +350,23 @@ def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str
         click.echo(f"{by_order} rows: tool results without tool_call_id were paired with the calls by order", err=True)
     errors = f" ({len(rejected)} row errors in {_rejected_path(output_path)})" if rejected else ""
     click.echo(f"wrote {len(out)} rows in {fmt} format to {output_path}{errors}")
+
+
+def _write_dataset_info(output: Path) -> None:
+    """Add (or update) the entry for ``output`` in ``dataset_info.json`` beside it."""
+    from ..operators.formats.finetune import llamafactory_dataset_info
+    from ..storage.atomic import atomic_write_text
+
+    info_path = output.with_name("dataset_info.json")
+    info = {}
+    if info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except ValueError:
+            info = {}
+    info.update(llamafactory_dataset_info(output.name.split(".")[0], output.name))
+    atomic_write_text(info_path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    click.echo(f"LLaMA-Factory entry {output.name.split('.')[0]!r} in {info_path}", err=True)
 
 
 def _row_lines(path: str | Path, count: int) -> list[int]:

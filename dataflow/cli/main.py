@@ -33,6 +33,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "convert": "dataflow.cli.apigen_commands:convert",
     "fake-server": "dataflow.cli.fake_server_command:command",
     "run": "dataflow.cli.run_command:run",
+    "report": "dataflow.cli.report_command:report",
 }
 
 

@@ -1,8 +1,8 @@
 """Export generated conversations to the fine-tuning formats people train with.
 
-- OpenAI fine-tuning JSONL: one ``{"messages": [...], "tools": [...]}`` per line;
-- ShareGPT/Hermes JSONL: ``{"conversations": [{"from", "value"}], "tools": str}`` with
-  ``<tool_call>`` / ``<tool_response>`` blocks (the formats area's ``openai_messages_to_hermes``).
+The formats are written by ``dataflow.operators.formats.finetune`` from one canonical record per
+conversation: OpenAI fine-tuning, TRL / axolotl chat_template, LLaMA-Factory sharegpt (with its
+``dataset_info.json`` entry) and ShareGPT/Hermes by default, ``<stem>.<format>.jsonl`` each.
 
 Rows that are not a structurally valid conversation (``check_conversation``), or that a
 deterministic quality check flags (``dataflow.quality.conversation_problems``: ungrounded
@@ -28,13 +28,19 @@ class ExportResult:
     paths: dict[str, str] = field(default_factory=dict)
     written: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    #: rows flagged by each quality check code (a row counts once per code), over ``considered`` rows
+    flags: dict[str, int] = field(default_factory=dict)
+    considered: int = 0
 
 
-def openai_records(rows: Iterable[dict], messages_key: str = "conversations", tools_key: str = "tools") -> tuple[list[dict], dict[str, int]]:
+def openai_records(rows: Iterable[dict], messages_key: str = "conversations", tools_key: str = "tools",
+                   flags: dict[str, int] | None = None) -> tuple[list[dict], dict[str, int]]:
     """``{"messages", "tools"}`` records of the valid rows, and the count of skipped rows by
     reason code (``invalid_conversation``, ``non_json_number`` or a quality check's code). Calls
     are written as the one reader reads them (``read_openai_row``: JSON-string arguments, ``""``
-    as ``{}``); a row holding NaN/Infinity is skipped, never written."""
+    as ``{}``); a row holding NaN/Infinity is skipped, never written. ``flags``, when given,
+    receives the rows flagged by each quality check code (every code of a row, not only the
+    first)."""
     from ...quality import conversation_problems
     from ...tools.calls import dumps_json
     from ..formats.convert import read_openai_row
@@ -47,6 +53,9 @@ def openai_records(rows: Iterable[dict], messages_key: str = "conversations", to
         if code is None:
             problems = conversation_problems(messages, tools)
             code = problems[0].split(":", 1)[0] if problems else None
+            if flags is not None:
+                for flagged in {p.split(":", 1)[0] for p in problems}:
+                    flags[flagged] = flags.get(flagged, 0) + 1
         record = None
         if code is None:
             try:
@@ -74,22 +83,21 @@ def export_conversations(
     stem: str = "func_call_conversations",
     messages_key: str = "conversations",
     tools_key: str = "tools",
+    formats: Iterable[str] = ("openai", "trl", "llamafactory", "hermes"),
 ) -> ExportResult:
-    """Write ``<stem>.openai.jsonl`` and ``<stem>.hermes.jsonl`` into ``out_dir`` (atomically)."""
-    from ...storage.atomic import atomic_writer
-    from ...tools.calls import dumps_json
+    """Write ``<stem>.<format>.jsonl`` for each of ``formats`` (``EXPORT_FORMATS`` of
+    ``dataflow.operators.formats.finetune``) into ``out_dir`` atomically, from the rows that pass
+    the checks; with ``llamafactory`` also ``dataset_info.json``. Raises ``ValueError`` for an
+    unknown format."""
+    from ..formats.finetune import canonical_record, write_records
 
-    records, skipped = openai_records(rows, messages_key, tools_key)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    result = ExportResult(written=len(records), skipped=skipped)
-    for fmt, convert in (("openai", lambda r: r), ("hermes", hermes_record)):
-        path = out / f"{stem}.{fmt}.jsonl"
-        with atomic_writer(path) as fh:
-            for record in records:
-                fh.write((dumps_json(convert(record)) + "\n").encode("utf-8"))
-        result.paths[fmt] = str(path)
-    return result
+    rows = list(rows)
+    flags: dict[str, int] = {}
+    records, skipped = openai_records(rows, messages_key, tools_key, flags)
+    written = write_records((canonical_record(r) for r in records), out_dir, stem, formats)
+    for code, count in written.skipped.items():
+        skipped[code] = skipped.get(code, 0) + count
+    return ExportResult(paths=written.paths, written=written.rows, skipped=skipped, flags=flags, considered=len(rows))
 
 
 def _load(value: Any) -> Any:

@@ -674,6 +674,7 @@ def _renamed_message(message: dict, mapping: dict[str, str]) -> dict:
 #: conversation formats give ``{"messages", "tools"}``
 READERS: dict[str, Callable[[dict], dict]] = {
     "xlam": read_xlam_row, "chat_message": read_chat_message_row, "glaive": read_glaive_row,
-    "sharegpt": read_sharegpt_row, "hermes": read_sharegpt_row, "openai": read_openai_row,
+    "sharegpt": read_sharegpt_row, "llamafactory": read_sharegpt_row, "hermes": read_sharegpt_row,
+    "openai": read_openai_row, "trl": read_openai_row,  # TRL: arguments as objects, results paired by order
 }
-CONVERSATION_READERS = ("glaive", "sharegpt", "hermes", "openai")
+CONVERSATION_READERS = ("glaive", "sharegpt", "llamafactory", "hermes", "openai", "trl")
