@@ -33,7 +33,13 @@ Both work in the temporary folder they were started in, with the environment the
 ``{"id": n, "ok": true, "result": <JSON>, "truncated": bool}`` or
 ``{"id": n, "ok": false, "error": "Type: message"}``; ``{"id": n, "op": "specs"}`` asks for the
 OpenAI tool specs of the functions (derived in the tool process, so the module is imported only
-inside the sandbox): ``{"id": n, "ok": true, "specs": [...]}``. The first line sent is
+inside the sandbox): ``{"id": n, "ok": true, "specs": [...]}``. ``{"id": n, "op": "state"}`` asks
+for the environment's data (``{"id": n, "ok": true, "state": {...}}``: the public JSON attributes
+of the environment instance, or the module's JSON globals); ``{"id": n, "op": "reset"}`` makes the
+supervisor replace the tool process with a fresh one and empty the folder (``{"id": n, "ok":
+true}``), so nothing of earlier calls survives. With ``settings["environment"] = {"class": name,
+"data": JSON file}`` the tool process builds ``name(<the file's data>)`` after importing the module
+and its public methods are the tools (a stateful environment, as in tau-bench and APIGen-MT). The first line sent is
 ``{"ready": true, "functions": [...], "confinement": {...}}`` or ``{"ready": false, "error": ...}``.
 """
 from __future__ import annotations
@@ -246,10 +252,14 @@ def _tool_specs(functions: dict) -> list:
     return [function_to_tool(fn) for fn in functions.values()]
 
 
-def _load(path: str) -> dict:
+def _load(path: str, environment: dict | None = None) -> tuple[dict, object]:
+    """The module's public functions, and the object whose data is the environment's state (the
+    module, or the instance of ``environment["class"]`` built from the JSON file
+    ``environment["data"]``, whose public methods are then the tools)."""
     files = [path] if os.path.isfile(path) else sorted(
         os.path.join(path, f) for f in os.listdir(path) if f.endswith(".py") and not f.startswith("_"))
     functions: dict = {}
+    holder: object = None
     sys.path.insert(0, os.path.dirname(os.path.abspath(files[0])) if files else path)
     for i, file in enumerate(files):
         name = f"_sandboxed_tools_{i}"
@@ -266,7 +276,31 @@ def _load(path: str) -> dict:
                     functions[attr] = obj
             elif not attr.startswith("_") and obj.__module__ == name:
                 functions[attr] = obj
-    return functions
+        holder = module if holder is None else holder
+        cls = vars(module).get((environment or {}).get("class") or "")
+        if inspect.isclass(cls):
+            data_path = environment.get("data")
+            if data_path:
+                with open(data_path, encoding="utf-8") as fh:
+                    holder = cls(json.load(fh))
+            else:
+                holder = cls()
+            functions = {attr: getattr(holder, attr) for attr, member in inspect.getmembers(cls)
+                         if not attr.startswith("_") and inspect.isfunction(member)}
+    wanted = (environment or {}).get("class")
+    if wanted and type(holder).__name__ != wanted:
+        raise NameError(f"the module has no class {wanted!r}")
+    return functions, holder
+
+
+def _state(holder: object) -> dict:
+    """The environment's data: the public attributes of the instance (or module globals) that
+    are JSON values (dict, list, str, number, bool, None)."""
+    data = {}
+    for attr, value in vars(holder).items():
+        if not attr.startswith("_") and isinstance(value, (dict, list, str, int, float, bool, type(None))):
+            data[attr] = value
+    return data
 
 
 def _error(exc: BaseException) -> str:
@@ -291,7 +325,7 @@ def serve_tools(module_path: str, settings: dict) -> None:
         send({"ready": False, "error": f"SandboxError: cannot confine the tool process: {_error(exc)}"})
         return
     try:
-        functions = _load(module_path)
+        functions, holder = _load(module_path, settings.get("environment"))
     except MemoryError:
         send({"ready": False, "error": f"MemoryError: importing the module took more than memory_mb="
                                        f"{settings.get('memory_mb')} MB of address space"})
@@ -307,6 +341,10 @@ def serve_tools(module_path: str, settings: dict) -> None:
             request_id = request.get("id")
             if request.get("op") == "specs":
                 send({"id": request_id, "ok": True, "specs": _tool_specs(functions)})
+                continue
+            if request.get("op") == "state":
+                state, _ = _encode(_state(holder), _SPECS_LIMIT)
+                send({"id": request_id, "ok": True, "state": state})
                 continue
             fn = functions.get(request["name"])
             if fn is None:
@@ -398,6 +436,10 @@ def _checked_reply(raw: bytes, request: dict, max_chars: int) -> dict:
         if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
             raise ProtocolViolation("specs that are not a list of objects")
         out["specs"] = specs
+    elif request.get("op") == "state":
+        if not isinstance(reply.get("state"), dict):
+            raise ProtocolViolation("a state that is not a JSON object")
+        out["state"] = reply["state"]
     else:
         if "result" not in reply:
             raise ProtocolViolation("a reply without a result")
@@ -453,6 +495,15 @@ def supervise(module_path: str, settings: dict) -> None:
     try:
         for line in sys.stdin:
             request = json.loads(line)  # from the pipeline: trusted
+            if request.get("op") == "reset":  # a fresh tool process: no state of earlier calls survives
+                tool.kill()
+                _clear_workdir(workdir)
+                tool, hello = start()
+                send({"id": request["id"], "ok": hello["ready"], **({} if hello["ready"] else
+                                                                     {"error": hello["error"], "restart": True})})
+                if not hello["ready"]:
+                    return
+                continue
             if tool.pending():  # left over from an earlier call, or the process has exited
                 tool.kill()
                 tool, hello = start()
@@ -460,7 +511,7 @@ def supervise(module_path: str, settings: dict) -> None:
                     send({"id": request["id"], "ok": False, "error": f"WorkerDied: restarting: {hello['error']}"})
                     return
             sent = tool.send(line.encode("utf-8") if line.endswith("\n") else (line + "\n").encode("utf-8"))
-            limit = _SPECS_LIMIT if request.get("op") == "specs" else _line_limit(max_chars)
+            limit = _SPECS_LIMIT if request.get("op") in ("specs", "state") else _line_limit(max_chars)
             try:
                 raw = tool.read_line(limit) if sent else None
                 if raw is None:  # the tool process died: say how, and let the pipeline start afresh
@@ -481,6 +532,24 @@ def supervise(module_path: str, settings: dict) -> None:
     finally:
         tool.kill()
     _remove_workdir(workdir)  # stdin closed: the parent is gone
+
+
+def _clear_workdir(workdir: str) -> None:
+    """Remove the files earlier calls left in the worker's folder (a reset keeps only the
+    pipeline's ``.stderr``)."""
+    import shutil
+
+    for entry in os.listdir(workdir):
+        if entry == ".stderr":
+            continue
+        path = os.path.join(workdir, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 def _remove_workdir(workdir: str) -> None:

@@ -211,10 +211,13 @@ class Sandbox:
 
     def __init__(self, module_path: str | os.PathLike, timeout: float = 5.0, memory_mb: int = 512,
                  max_result_chars: int = 2000, startup_timeout: float = 30.0, max_processes: int = 32,
-                 max_file_mb: int = 64):
+                 max_file_mb: int = 64, environment: dict | None = None):
         self.module_path = str(Path(module_path).resolve())
         if not Path(self.module_path).exists():
             raise ConfigError(f"tools module not found ({module_path}) — pass a .py file or a folder of them")
+        #: ``{"class": name, "data": JSON file path or None}``: the tools are the public methods of
+        #: ``name(<data>)``, built in the tool process (a stateful environment); None: module functions
+        self.environment = dict(environment) if environment else None
         self.timeout = timeout
         self.memory_mb = memory_mb
         self.max_result_chars = max_result_chars
@@ -226,6 +229,8 @@ class Sandbox:
         self.confinement: dict = {}
         self.functions: list[str] = []
         self.restarts = 0
+        #: calls answered since the worker started or was last reset (0: its state is fresh)
+        self.calls_since_reset = 0
         self._started = False
         self._proc: subprocess.Popen | None = None
         self._workdir: str | None = None
@@ -270,6 +275,55 @@ class Sandbox:
             raise ToolSpecError(self.module_path, "the worker sent specs that are not a list of objects")
         return specs
 
+    @property
+    def alive(self) -> bool:
+        """Whether a worker is running now (False before the first call, and after a timeout, a
+        crash or ``close``: the next call starts a fresh worker, with fresh state)."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def reset(self) -> None:
+        """Give the next call fresh state: the supervisor replaces the tool process (module and
+        environment built anew, the folder emptied). Nothing is done when no call ran since the
+        worker started. A worker that does not answer is killed (the next call starts a new one).
+        Raises ``ConfigError`` when the fresh tool process cannot import the module."""
+        if not self.alive or self.calls_since_reset == 0:
+            if not self.alive:
+                self._kill()
+                self.calls_since_reset = 0
+            return
+        self.calls_since_reset = 0
+        message = self._operation("reset", self.startup_timeout)
+        if message is None or message.get("ok") is not True:
+            error = message.get("error") if message is not None else None
+            self._kill()
+            if isinstance(error, str):
+                raise ConfigError(f"importing tools module {self.module_path} failed: {_cut(error)}")
+
+    def state(self) -> dict:
+        """The environment's data now (the public JSON attributes of the environment instance, or
+        the module's JSON globals), read inside the worker. Raises ``ToolSpecError`` when the
+        worker cannot say (it died or timed out: its state is lost)."""
+        self._ensure()
+        message = self._operation("state", self.timeout)
+        if message is None or not message.get("ok") or not isinstance(message.get("state"), dict):
+            self._kill()
+            raise ToolSpecError(self.module_path, "the worker could not report the environment's state")
+        return message["state"]
+
+    def _operation(self, op: str, timeout: float) -> dict | None:
+        """Send ``{"id", "op"}`` to the running worker; its reply with that id, or None."""
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None
+        self._next_id += 1
+        try:
+            proc.stdin.write(json.dumps({"id": self._next_id, "op": op}).encode() + b"\n")
+            proc.stdin.flush()
+            reply = self._read_line(timeout, limit=_SPECS_LIMIT)
+            message = json.loads(reply) if reply is not None else None
+        except (BrokenPipeError, OSError, _TooLong, json.JSONDecodeError):
+            return None
+        return message if isinstance(message, dict) and message.get("id") == self._next_id else None
+
     def call(self, name: str, arguments: dict) -> dict:
         """``{"ok": True, "result": ..., "truncated": bool}`` or ``{"ok": False, "error": str}``."""
         if not isinstance(arguments, dict):
@@ -280,6 +334,7 @@ class Sandbox:
         except (TypeError, ValueError) as exc:
             return {"ok": False, "error": f"TypeError: arguments are not JSON: {exc}"}
         proc = self._ensure()
+        self.calls_since_reset += 1
         try:
             assert proc.stdin is not None
             proc.stdin.write(line.encode("utf-8"))
@@ -341,6 +396,7 @@ class Sandbox:
         if self._started:
             self.restarts += 1
         self._started = True
+        self.calls_since_reset = 0
         self._workdir = tempfile.mkdtemp(prefix="dataflow_sandbox_")
         self._stderr = open(os.path.join(self._workdir, ".stderr"), "wb")
         env = worker_environment(self._workdir)
@@ -348,7 +404,8 @@ class Sandbox:
         prefix, problem = pid_namespace_command() if self.use_pid_namespace else ([], "turned off")
         settings = {"memory_mb": self.memory_mb, "max_result_chars": self.max_result_chars,
                     "max_processes": self.max_processes, "max_file_mb": self.max_file_mb,
-                    "own_user_namespace": "--user" in prefix, "landlock": self.use_landlock}
+                    "own_user_namespace": "--user" in prefix, "landlock": self.use_landlock,
+                    "environment": self.environment}
         self._proc = subprocess.Popen(
             [*prefix, sys.executable, "-I", "-B", str(WORKER), self.module_path, json.dumps(settings)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=self._workdir, env=env,
@@ -461,7 +518,13 @@ class Sandbox:
 class ExecutionChecker(OperatorABC):
     """Runs every call of a row in the sandbox. Adds ``execution_ok``, ``execution_results``
     (one ``{"name", "ok", "result" | "error"}`` per call) and ``execution_reason``; a row with a
-    failing call is dropped as ``failed_execution: ...`` unless ``keep_failed=True``."""
+    failing call is dropped as ``failed_execution: ...`` unless ``keep_failed=True``.
+
+    Each row starts from fresh module state (``Sandbox.reset``): a counter kept in a global goes
+    1, 2 within a row and starts again at 1 in the next. When a call of a row times out or kills
+    its worker, the row's later calls are not run on the fresh worker that replaces it (their
+    state would silently be gone): each fails as ``StateLost: not run: the worker was restarted
+    after call i ...``."""
 
     def __init__(self, module_path: str | os.PathLike, timeout: float = 5.0, memory_mb: int = 512,
                  max_result_chars: int = 2000, keep_failed: bool = False, max_processes: int = 32,
@@ -512,8 +575,16 @@ class ExecutionChecker(OperatorABC):
                     outcomes.append(RowOutcome.drop(f"failed_execution: unreadable calls ({exc})"))
                     continue
                 results, errors = [], []
+                sandbox.reset()  # each row starts from fresh module state, never another row's
+                lost = ""  # why the worker was replaced during this row: later calls would see fresh state
                 for index, call in enumerate(calls):
-                    answer = sandbox.call(call["name"], call["arguments"])
+                    if lost:
+                        answer = {"ok": False, "error": f"StateLost: not run: the worker was restarted after {lost}, "
+                                                        "so the state of the earlier calls is gone"}
+                    else:
+                        answer = sandbox.call(call["name"], call["arguments"])
+                        if not sandbox.alive:
+                            lost = f"call {index} ({call['name']}) failed"
                     entry: dict[str, Any] = {"name": call["name"], "ok": bool(answer.get("ok"))}
                     if answer.get("ok"):
                         entry["result"] = answer.get("result")
