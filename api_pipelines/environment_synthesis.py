@@ -28,6 +28,7 @@ from dataflow.cli import run_pipeline_main
 from dataflow.operators.conversations import chat_to_transcript
 from dataflow.operators.conversations.export import export_conversations
 from dataflow.operators.environments import EnvironmentConversationGenerator, PythonEnvironment, TaskBlueprintGenerator
+from dataflow.operators.formats.card import run_summary, write_export_docs
 from dataflow.serving import serving_from_env
 from dataflow.storage.head import first_rows_file
 from dataflow.utils.storage import FileStorage
@@ -37,6 +38,16 @@ SHOP = HERE.parent / "example_data" / "ShopEnvironment"
 DEFAULT_INPUT = SHOP / "tasks.jsonl"
 DEFAULT_CACHE = HERE / "cache" / "environment"
 DEFAULT_OUT = HERE / "output"
+CHECKS = (
+    "blueprints: calls fit the tools' JSON Schemas (validate_calls), run on a fresh copy of the environment each "
+    "succeeds or is refused as the blueprint says, every argument value stands in the intent or an earlier result, "
+    "every expected fact stands in a result",
+    "state check: the environment's final state after the conversation equals the state the blueprint's calls reach "
+    "(state_mismatch names the differing paths)",
+    "facts: the assistant's answers state every expected fact (missing_fact)",
+    "structure (check_conversation) and dataflow.quality.conversation_problems (grounded arguments, user turns, "
+    "answers that state the results), unused_tool aside: the tool list is the whole environment",
+)
 
 
 def shop_environment(mcp: bool = False, timeout: float = 5.0):
@@ -119,8 +130,14 @@ def print_summary(pipeline: EnvironmentPipeline, rows: list[dict], out_dir: Path
     print("  pass^k: " + ", ".join(f"k={k}: {v:.2f}" for k, v in figures["pass_hat_k"].items()))
     if figures["trajectory_failures"]:
         print("  failed by reason: " + ", ".join(f"{k}: {v}" for k, v in figures["trajectory_failures"].items()))
-    result = export_conversations(rows, out_dir, stem="environment_conversations", **_export_options())
+    result = export_conversations(rows, out_dir, stem="environment_conversations", ignored_codes=("unused_tool",))
     figures["exported"] = result.written
+    summary = run_summary(pipeline="environment_synthesis", reports=reports, serving=pipeline.llm_serving,
+                          files={f: p for f, p in result.paths.items() if f != "dataset_info"}, rows=result.written,
+                          export_skipped=result.skipped, checks=CHECKS, quality_flags=result.flags,
+                          considered=result.considered, parameters={"attempts": attempts},
+                          extra={"environment": figures})
+    docs = write_export_docs(out_dir, summary, default="openai")
     print(f"Exported {result.written} conversations:")
     for fmt, path in result.paths.items():
         print(f"  {fmt}: {path}")
@@ -128,19 +145,12 @@ def print_summary(pipeline: EnvironmentPipeline, rows: list[dict], out_dir: Path
         print("  skipped (flagged): " + ", ".join(f"{k}: {v}" for k, v in result.skipped.items()))
     (out_dir / "environment_funnel.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     print(f"  funnel: {out_dir / 'environment_funnel.json'}")
+    print(f"  dataset card: {docs['card']}")
+    print(f"  report: {docs.get('report') or docs.get('report_missing')}")
     if rows:
         print("\n--- Example conversation ---")
         print(chat_to_transcript(rows[0].get("conversations"), max_chars=3000))
     return figures
-
-
-def _export_options() -> dict:
-    """An environment offers more tools than one task uses: ``unused_tool`` is not a defect here."""
-    import inspect
-
-    if "ignored_codes" in inspect.signature(export_conversations).parameters:
-        return {"ignored_codes": ("unused_tool",)}
-    return {}
 
 
 def main(argv: list[str] | None = None) -> int:

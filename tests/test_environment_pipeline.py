@@ -39,6 +39,13 @@ def test_environment_pipeline_end_to_end_then_rerun_makes_no_requests(tmp_path):
         assert funnel["blueprint_pass_rate"] == 1.0 and funnel["trajectory_pass_rate"] == 1.0
         assert funnel["pass_hat_k"] == {"1": 1.0, "2": 1.0}
         assert "Trajectories kept (final state and facts checked): 5 of 5" in first.stdout
+        records = [json.loads(line) for line in (tmp_path / "out" / "environment_conversations.openai.jsonl").open()]
+        assert len(records) == 5  # exported: unused tools of the environment are no defect here
+        assert len(records[0]["tools"]) == 10 and records[0]["messages"][-1]["role"] == "assistant"
+        summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+        assert summary["environment"]["environment"] == "shop" and summary["environment"]["trajectory_pass_rate"] == 1.0
+        assert any("state check" in c for c in summary["checks"])
+        assert (tmp_path / "out" / "README.md").is_file()
         second = _run(server.url, tmp_path)
         assert second.returncode == 0, second.stderr[-3000:]
         assert server.request_count == sent  # zero LLM calls

@@ -34,24 +34,27 @@ class ExportResult:
 
 
 def openai_records(rows: Iterable[dict], messages_key: str = "conversations", tools_key: str = "tools",
-                   flags: dict[str, int] | None = None) -> tuple[list[dict], dict[str, int]]:
+                   flags: dict[str, int] | None = None,
+                   ignored_codes: Iterable[str] = ()) -> tuple[list[dict], dict[str, int]]:
     """``{"messages", "tools"}`` records of the valid rows, and the count of skipped rows by
     reason code (``invalid_conversation``, ``non_json_number`` or a quality check's code). Calls
     are written as the one reader reads them (``read_openai_row``: JSON-string arguments, ``""``
     as ``{}``); a row holding NaN/Infinity is skipped, never written. ``flags``, when given,
     receives the rows flagged by each quality check code (every code of a row, not only the
-    first)."""
+    first). ``ignored_codes``: quality codes that are no defect in this data (``unused_tool`` for
+    an environment's conversations, whose tool list is the whole environment)."""
     from ...quality import conversation_problems
     from ...tools.calls import dumps_json
     from ..formats.convert import read_openai_row
 
     records: list[dict] = []
     skipped: dict[str, int] = {}
+    ignored = tuple(ignored_codes)
     for row in rows:
         messages, tools = _load(row.get(messages_key)), openai_tools(_load(row.get(tools_key)) or [])
         code = "invalid_conversation" if check_conversation(messages, tools) else None
         if code is None:
-            problems = conversation_problems(messages, tools)
+            problems = [p for p in conversation_problems(messages, tools) if p.split(":", 1)[0] not in ignored]
             code = problems[0].split(":", 1)[0] if problems else None
             if flags is not None:
                 for flagged in {p.split(":", 1)[0] for p in problems}:
@@ -84,16 +87,17 @@ def export_conversations(
     messages_key: str = "conversations",
     tools_key: str = "tools",
     formats: Iterable[str] = ("openai", "trl", "llamafactory", "hermes"),
+    ignored_codes: Iterable[str] = (),
 ) -> ExportResult:
     """Write ``<stem>.<format>.jsonl`` for each of ``formats`` (``EXPORT_FORMATS`` of
     ``dataflow.operators.formats.finetune``) into ``out_dir`` atomically, from the rows that pass
     the checks; with ``llamafactory`` also ``dataset_info.json``. Raises ``ValueError`` for an
-    unknown format."""
+    unknown format. ``ignored_codes``: quality codes not counted as defects (see ``openai_records``)."""
     from ..formats.finetune import canonical_record, write_records
 
     rows = list(rows)
     flags: dict[str, int] = {}
-    records, skipped = openai_records(rows, messages_key, tools_key, flags)
+    records, skipped = openai_records(rows, messages_key, tools_key, flags, ignored_codes)
     written = write_records((canonical_record(r) for r in records), out_dir, stem, formats)
     for code, count in written.skipped.items():
         skipped[code] = skipped.get(code, 0) + count
