@@ -13,6 +13,7 @@ SCAFFOLD = {
 _JUNK = (
     "__pycache__/*", "**/__pycache__/*", "*.pyc", "**/*.pyc",
     "cache/*", "cache/**/*", "**/cache/*", "**/cache/**/*",
+    "output/*", "output/**/*", "**/output/*", "**/output/**/*",
 )
 
 setup(

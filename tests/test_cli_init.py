@@ -63,6 +63,23 @@ def test_init_copies_everything_into_an_empty_folder(tmp_path):
     assert not any("__pycache__" in p or "/cache/" in p for p in copied)
 
 
+def test_init_ends_with_the_next_commands_unless_told_not_to(tmp_path):
+    result = run_cli("init", cwd=tmp_path)
+    assert result.stdout.strip().splitlines()[-1].startswith("Next: cd api_pipelines && python func_call_synthesis.py")
+    (tmp_path / "b").mkdir()
+    quiet = run_cli("init", "--no-next", cwd=tmp_path / "b")  # scripts/run-example runs the pipeline itself
+    assert quiet.returncode == 0 and "Next" not in quiet.stdout
+    assert "copied" in quiet.stdout.strip().splitlines()[-1]
+
+
+def test_init_skips_run_outputs_of_the_source_checkout(tmp_path, fake_source):
+    (fake_source / "api_pipelines" / "output" / "run").mkdir(parents=True)
+    (fake_source / "api_pipelines" / "output" / "run" / "report.html").write_text("<html></html>")
+    copy_scaffold(tmp_path / "dest")
+    assert (tmp_path / "dest" / "api_pipelines" / "pipe.py").exists()
+    assert not (tmp_path / "dest" / "api_pipelines" / "output").exists()
+
+
 def test_init_is_idempotent_and_keeps_user_edits(tmp_path):
     assert run_cli("init", cwd=tmp_path).returncode == 0
     expected = shipped_files()

@@ -13,11 +13,13 @@ __all__ = ["init"]
 
 @click.command(short_help="Copy example pipelines and data into the current folder.")
 @click.option("--force", is_flag=True, help="Overwrite files you have edited with the shipped versions.")
+@click.option("--next/--no-next", "show_next", default=True, show_default=True,
+              help="End with the commands that run a pipeline (--no-next when a script runs one itself).")
 @click.option(
     "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
     show_default=True, help="Folder to copy into.",
 )
-def init(force: bool, directory: Path) -> None:
+def init(force: bool, show_next: bool, directory: Path) -> None:
     """Copy api_pipelines/ and example_data/ into the current folder (offline, safe to rerun)."""
     result = copy_scaffold(directory, force=force)
     lines = (
@@ -37,5 +39,7 @@ def init(force: bool, directory: Path) -> None:
         f"{len(result.overwritten)} overwritten, {len(result.identical)} skipped as identical, "
         f"{len(result.kept)} kept because modified by you -> {where}"
     )
-    if result.copied or result.updated or result.overwritten:
-        click.echo(f"Next: cd {directory / SCAFFOLD_FOLDERS[0]} and run a pipeline with python.")
+    if show_next and (result.copied or result.updated or result.overwritten):
+        folder = directory / SCAFFOLD_FOLDERS[0]
+        click.echo(f"Next: cd {folder} && python func_call_synthesis.py (or apigen_synthesis.py); "
+                   "outputs go to output/, each with a dataset card and report.html")

@@ -23,7 +23,7 @@ __all__ = ["SCAFFOLD_FOLDERS", "RECORD_FILE", "InitResult", "scaffold_source", "
 
 SCAFFOLD_FOLDERS: tuple[str, ...] = ("api_pipelines", "example_data")
 RECORD_FILE = ".dataflow-init.json"
-_SKIP_DIRS = frozenset({"__pycache__", "cache", ".ipynb_checkpoints", ".pytest_cache"})
+_SKIP_DIRS = frozenset({"__pycache__", "cache", "output", ".ipynb_checkpoints", ".pytest_cache"})  # run artefacts
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 _SKIP_FILES = frozenset({".DS_Store", "Thumbs.db"})
 
