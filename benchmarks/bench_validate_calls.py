@@ -175,6 +175,33 @@ def measure_plain_jsonschema(label: str, rows: list, check_schema: bool) -> dict
     return _report(label, calls_n, started, errors)
 
 
+def measure_plain_rs(label: str, rows: list) -> dict:
+    """The naive loop on jsonschema-rs (the issue's reference): ``meta.is_valid`` of every tool,
+    then ``validator_for(parameters).is_valid(arguments)`` per call, on the raw schemas with BFCL's
+    type names mapped as in ``measure_plain_jsonschema``."""
+    import jsonschema_rs
+
+    def plain(schema):
+        text = json.dumps(schema).replace('"dict"', '"object"').replace('"float"', '"number"')
+        return json.loads(text)
+
+    prepared = [([(t["name"], plain(t["parameters"])) for t in tools], calls) for tools, calls in rows]
+    calls_n = sum(len(c) for _, c in rows)
+    started = _clock()
+    errors = 0
+    for tools, calls in prepared:
+        by_name = dict(tools)
+        for schema in by_name.values():
+            jsonschema_rs.meta.is_valid(schema)
+        bad = False
+        for call in calls:
+            schema = by_name.get(call["name"])
+            if schema is None or not jsonschema_rs.validator_for(schema).is_valid(call["arguments"]):
+                bad = True
+        errors += bad
+    return _report(label, calls_n, started, errors)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20000)
@@ -192,11 +219,13 @@ def main() -> None:
     bfcl = make_bfcl_rows(args.rows)
     new = measure_new_tools("  dataflow validate_calls", bfcl)
     plain = measure_plain_jsonschema("  plain jsonschema loop (no spec check)", bfcl, check_schema=False)
+    plain_rs = measure_plain_rs("  plain jsonschema-rs loop + meta check of every tool", bfcl)
     plain_checked = measure_plain_jsonschema("  plain jsonschema loop + check_schema of every tool (2,000 rows)",
                                              bfcl[:2000], check_schema=True)
     print(f"validate_calls: {shared['calls_per_s']:,.0f} calls/s with repeated tools, "
           f"{new['calls_per_s']:,.0f} calls/s with new tools per row (target >= 60,000); "
-          f"plain jsonschema: {plain['calls_per_s']:,.0f} / {plain_checked['calls_per_s']:,.0f} with check_schema")
+          f"plain jsonschema: {plain['calls_per_s']:,.0f} / {plain_checked['calls_per_s']:,.0f} with check_schema; "
+          f"plain jsonschema-rs with meta check: {plain_rs['calls_per_s']:,.0f}")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "rows": args.rows,
@@ -209,6 +238,8 @@ def main() -> None:
             "plain_jsonschema_calls_per_s": plain["calls_per_s"],
             "plain_jsonschema_check_schema_calls_per_s": plain_checked["calls_per_s"],
             "plain_jsonschema_calls_per_cpu_s": plain["calls_per_cpu_s"],
+            "plain_jsonschema_rs_calls_per_s": plain_rs["calls_per_s"],
+            "plain_jsonschema_rs_calls_per_cpu_s": plain_rs["calls_per_cpu_s"],
         }, indent=2), encoding="utf-8")
 
 
