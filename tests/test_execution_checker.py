@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import textwrap
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -57,6 +59,14 @@ def where() -> str:
 def big() -> list:
     """A large result."""
     return list(range(10000))
+
+def long_text(n: int) -> str:
+    """A text of n characters with quotes, newlines and non-ASCII.
+
+    Args:
+        n: Length.
+    """
+    return (('say "hé"' + chr(10)) * n)[:n]
 '''
 
 
@@ -108,6 +118,19 @@ def test_worker_runs_in_a_temporary_folder_and_results_are_truncated(module, tmp
     assert cwd != str(tmp_path) and "dataflow_sandbox_" in cwd
     assert not Path(cwd).exists()  # removed with the worker
     assert big["truncated"] is True and "[truncated" in big["result"]
+
+
+def test_a_long_result_is_cut_as_written_and_the_cut_is_counted(module):
+    with Sandbox(module, max_result_chars=100) as sandbox:
+        text = sandbox.call("long_text", {"n": 250})
+        exact = sandbox.call("long_text", {"n": 100})
+        listed = sandbox.call("big", {})
+    full = (('say "hé"' + chr(10)) * 250)[:250]
+    assert text["truncated"] is True
+    assert text["result"] == full[:100] + "... [truncated 150 chars]"  # no JSON escapes, 150 = 250 - 100
+    assert exact == {"ok": True, "result": full[:100], "truncated": False}
+    json_text = json.dumps(list(range(10000)))
+    assert listed["result"] == json_text[:100] + f"... [truncated {len(json_text) - 100} chars of JSON]"
 
 
 def test_worker_is_replaced_after_a_crash(module):

@@ -227,11 +227,24 @@ def _cut(text: str, limit: int = ERROR_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+#: room a cut result may take beyond ``max_chars`` for its marker (``... [truncated N chars of JSON]``)
+_MARK_ROOM = 64
+
+
 def _encode(value: object, max_chars: int) -> tuple[object, bool]:
+    """``(result, truncated)``: ``value`` as a JSON value (objects JSON cannot hold by their
+    ``repr``). A string longer than ``max_chars`` keeps its first ``max_chars`` characters, as
+    written (nothing escaped); another value whose JSON text is longer becomes the first
+    ``max_chars`` characters of that text. Either way ``... [truncated N chars]`` follows (``of
+    JSON`` for the text of a non-string), N the characters removed."""
+    if isinstance(value, str):
+        if len(value) <= max_chars:
+            return value, False
+        return value[:max_chars] + f"... [truncated {len(value) - max_chars} chars]", True
     text = json.dumps(value, ensure_ascii=False, default=repr)
     if len(text) <= max_chars:
         return json.loads(text), False
-    return text[:max_chars] + f"... [truncated {len(text) - max_chars} chars]", True
+    return text[:max_chars] + f"... [truncated {len(text) - max_chars} chars of JSON]", True
 
 
 def _line_limit(max_chars: int) -> int:
@@ -443,8 +456,9 @@ def _checked_reply(raw: bytes, request: dict, max_chars: int) -> dict:
     else:
         if "result" not in reply:
             raise ProtocolViolation("a reply without a result")
-        out["result"], truncated = _encode(reply["result"], max_chars)
-        out["truncated"] = truncated or reply.get("truncated") is True
+        cut_already = reply.get("truncated") is True  # the tool process cut it: its marker may follow
+        out["result"], truncated = _encode(reply["result"], max_chars + _MARK_ROOM if cut_already else max_chars)
+        out["truncated"] = truncated or cut_already
     return out
 
 
