@@ -296,7 +296,7 @@ def test_plan_turns_and_sub_task_functions():
     assert sub_task_functions(fns, 3) == [0, 1, 2]
     shared = [dict(fns[0], **{"x-sub-tasks": [0, 1]}), dict(fns[2], **{"x-sub-tasks": [2]})]
     assert sub_task_functions(shared, 3) == [0, 0, 1]
-    from dataflow.operators.conversations._base import InvalidInput
+    from dataflow.core import InvalidInput
 
     with pytest.raises(InvalidInput, match="sub-task"):
         sub_task_functions([dict(fns[0], **{"x-sub-tasks": [0]})], 2)

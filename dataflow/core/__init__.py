@@ -11,10 +11,11 @@ from typing import Any
 _HOME = {
     **dict.fromkeys(
         ["ConfigError", "DataFlowError", "InputFileError", "MissingColumnError", "PromptRenderError",
-         "ServingError", "ToolSpecError", "UserInputError"], ".errors"),
+         "ServingError", "ToolSpecError", "UserInputError", "InvalidInput", "Reask"], ".errors"),
     **dict.fromkeys(["LLMResult", "LLMServingABC", "ServingStats"], ".llm"),
     **dict.fromkeys(["OperatorABC", "RowOutcome", "RunReport", "merge_row"], ".operator"),
     **dict.fromkeys(["Parsed", "extract_json", "parse_reply", "schema_for"], ".structured"),
+    **dict.fromkeys(["Text", "text_value", "prompt_messages", "ask_structured", "structured_round"], ".rounds"),
 }
 
 __all__ = sorted(_HOME)

@@ -9,13 +9,21 @@ Hierarchy::
     │   ├── ToolSpecError         a tool specification is not valid (tool name, rule)
     │   └── ConfigError           a bad parameter, cache type, template or model file
     ├── ServingError              the LLM backend cannot serve at all (unreachable, refused)
-    └── PromptRenderError         a prompt template failed to render (or tried to escape the sandbox)
+    ├── PromptRenderError         a prompt template failed to render (or tried to escape the sandbox)
+    ├── InvalidInput              one row's input cannot be prompted; that row fails, the step goes on
+    └── Reask                     a well-formed reply is unusable; the row is asked again with feedback
 
 A single failed LLM request is *not* an exception: it is an ``LLMResult`` with ``ok=False`` and a
-reason, and the operator records the row as failed.
+reason, and the operator records the row as failed. ``InvalidInput`` and ``Reask`` never leave an
+operator: the structured round (``dataflow.core.rounds``) turns them into the row's outcome.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .operator import RowOutcome
 
 
 class DataFlowError(Exception):
@@ -82,3 +90,19 @@ class ServingError(DataFlowError):
 
 class PromptRenderError(DataFlowError):
     """A prompt template failed to render."""
+
+
+class InvalidInput(DataFlowError, ValueError):
+    """A row's input cannot be prompted (an empty or missing value). ``str(err)`` is the row's
+    failure reason, ``"invalid_input: ..."``; the other rows of the step go on."""
+
+
+class Reask(DataFlowError):
+    """Raised by a structured round's ``finish`` callback: the reply is well-formed but unusable.
+    The row is asked again with ``feedback`` appended to its prompt (so the new request is a new
+    cache entry); after the last re-ask the row ends as ``final``."""
+
+    def __init__(self, feedback: str, final: "RowOutcome"):
+        super().__init__(feedback)
+        self.feedback = feedback
+        self.final = final

@@ -203,7 +203,8 @@ class LLMJudge:
         accepts ends as ``on_accept(row, tally, accepting replies)``; a rejected one as
         ``on_reject(row, tally, rejecting replies, enforced)``; an undecided one fails with the
         first vote's failure."""
-        from .conversations._base import InvalidInput, prompt_messages
+        from ..core.errors import InvalidInput
+        from ..core.rounds import prompt_messages
 
         serving = self.require_llm()  # type: ignore[attr-defined]
         outcomes: list[RowOutcome | None] = [None] * len(rows)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...core import OperatorABC, RowOutcome, RunReport, merge_row, schema_for
 from ...core.errors import ToolSpecError
-from ..conversations._base import Text
+from ...core.rounds import Text
 from ..judges import LLMJudge, Tally, with_tally
 
 
@@ -298,7 +298,7 @@ class SemanticChecker(LLMJudge, OperatorABC):
                       input_execution_ok_key: str | None = "execution_ok", output_key: str = "semantic_valid",
                       output_thought_key: str = "semantic_thought") -> list[RowOutcome]:
         from ...tools.spec import normalize_tools
-        from ..conversations._base import InvalidInput
+        from ...core.errors import InvalidInput
         from ..formats.convert import calls_of
 
         def parsed(row: dict) -> tuple[list[dict], list[dict]]:

@@ -31,7 +31,8 @@ from pydantic import BaseModel, Field, field_validator
 
 from ...core import RowOutcome, RunReport, merge_row
 from ...core.errors import ConfigError
-from ..conversations._base import Reask, StructuredLLMOperator
+from ...core.errors import Reask
+from ..llm import StructuredLLMOperator
 
 STYLES = ("simple", "multiple", "parallel", "parallel_multiple")
 STYLE_INSTRUCTIONS = {

@@ -27,7 +27,10 @@ from pydantic import BaseModel, ConfigDict
 
 from ...core import RowOutcome, RunReport, merge_row
 from ..judges import LLMJudge, Tally, with_tally
-from ._base import InvalidInput, StructuredLLMOperator, Text, as_key_list, sub_tasks_of, text_value
+from ...core.errors import InvalidInput
+from ...core.rounds import Text, text_value
+from ..llm import StructuredLLMOperator
+from ._base import as_key_list, sub_tasks_of
 
 PROBLEMS = ("none", "duplicate_steps", "already_done", "missing_step", "steps_unrelated", "not_feasible",
             "unclear_task")

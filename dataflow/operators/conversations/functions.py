@@ -36,7 +36,10 @@ from typing import Any, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...core import RowOutcome, RunReport, merge_row, schema_for
-from ._base import InvalidInput, Reask, StructuredLLMOperator, Text, as_key_list, sub_tasks_of, text_value
+from ...core.errors import InvalidInput, Reask
+from ...core.rounds import Text, text_value
+from ..llm import StructuredLLMOperator
+from ._base import as_key_list, sub_tasks_of
 
 MAX_SUB_TASKS = 8
 MAX_NAME = 48

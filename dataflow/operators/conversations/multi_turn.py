@@ -46,7 +46,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...core import RowOutcome, RunReport, ToolSpecError, merge_row, parse_reply, schema_for
 from ...tools import normalize_tools, validate_calls
-from ._base import InvalidInput, StructuredLLMOperator, Text, as_key_list, ask_structured, prompt_messages, sub_tasks_of
+from ...core.errors import InvalidInput
+from ...core.rounds import Text, ask_structured, prompt_messages, text_value
+from ..llm import StructuredLLMOperator
+from ._base import as_key_list, sub_tasks_of
 from .functions import SUB_TASKS_KEY, openai_tools, response_schema, tools_text
 from .structure import check_conversation
 from .transcript import chat_to_transcript
@@ -307,7 +310,6 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
         return outcomes  # type: ignore[return-value]
 
     def _start(self, row: dict, task_key: str, sub_task_columns: list[str], functions_key: str) -> _Dialogue:
-        from ._base import text_value
 
         functions = row.get(functions_key)
         if isinstance(functions, str):

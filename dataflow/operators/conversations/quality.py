@@ -23,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ...core import RowOutcome, RunReport, merge_row
 from ..judges import LLMJudge, Tally, with_tally
-from ._base import InvalidInput, StructuredLLMOperator, Text
+from ...core.errors import InvalidInput
+from ...core.rounds import Text
+from ..llm import StructuredLLMOperator
 from .functions import tools_text
 from .transcript import chat_to_transcript
 

@@ -7,7 +7,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ...core import RowOutcome, RunReport, merge_row
-from ._base import InvalidInput, StructuredLLMOperator, Text, text_value
+from ...core.errors import InvalidInput
+from ...core.rounds import Text, text_value
+from ..llm import StructuredLLMOperator
 from .transcript import chat_to_transcript
 
 

@@ -17,7 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ...core import RowOutcome, RunReport, merge_row
-from ._base import Reask, StructuredLLMOperator, Text, text_value
+from ...core.errors import Reask
+from ...core.rounds import Text, text_value
+from ..llm import StructuredLLMOperator
 
 
 class AtomTaskReply(BaseModel):

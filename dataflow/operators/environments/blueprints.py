@@ -32,7 +32,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...core import RowOutcome, RunReport, merge_row
-from ..conversations._base import Reask, StructuredLLMOperator, Text
+from ...core.errors import Reask
+from ...core.rounds import Text
+from ..llm import StructuredLLMOperator
 from ..conversations.functions import tools_text
 from ..conversations.multi_turn import assistant_reply_schema
 from .environment import run_calls
