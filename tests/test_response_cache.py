@@ -49,11 +49,11 @@ def test_request_key_covers_what_changes_a_reply():
 def test_store_roundtrip_and_wal(tmp_path):
     cache = ResponseCache(tmp_path)
     cache.put("k1", CachedResponse("text one", 3, 4))
-    cache.put_many([("k2", CachedResponse("two", tool_calls=[{"id": "x"}]), "m")])
+    cache.put_many([("k2", CachedResponse("two", finish_reason="length"), "m")])
     cache.close()
     again = ResponseCache(tmp_path)
     assert again.get("k1") == CachedResponse("text one", 3, 4)
-    assert again.get_many(["k2", "nope"]) == {"k2": CachedResponse("two", tool_calls=[{"id": "x"}])}
+    assert again.get_many(["k2", "nope"]) == {"k2": CachedResponse("two", finish_reason="length")}
     assert len(again) == 2
     mode = sqlite3.connect(again.path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"

@@ -16,10 +16,6 @@ Conversation = list[Message]
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
 
-class LLMFailure(Exception):
-    """Raised when code asks for the text of a failed result."""
-
-
 @dataclass(frozen=True)
 class LLMResult:
     """Outcome of one LLM request: the reply text, or a failure with its reason."""
@@ -30,7 +26,6 @@ class LLMResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     status: int | None = None
-    tool_calls: list[dict] | None = field(default=None, compare=False)
     #: why the model stopped, as the server said (``"stop"``, ``"length"`` = cut at max_tokens, ...)
     finish_reason: str | None = field(default=None, compare=False)
 
@@ -52,12 +47,6 @@ class LLMResult:
     @property
     def ok(self) -> bool:
         return self.reason is None and self.text is not None
-
-    def unwrap(self) -> str:
-        """The reply text; raises ``LLMFailure`` for a failed request."""
-        if not self.ok:
-            raise LLMFailure(self.reason or "no reply")
-        return self.text  # type: ignore[return-value]
 
     def __str__(self) -> str:  # pragma: no cover - convenience for humans
         return self.text if self.ok else f"<failed: {self.reason}>"

