@@ -23,7 +23,7 @@ def check_conversation(messages: Any, tools: Sequence[dict]) -> list[str]:
     if not isinstance(messages, list) or not messages:
         return ["conversation is not a non-empty list of messages"]
     problems: list[str] = []
-    open_ids: dict[str, str] = {}  # tool_call id -> function name, awaiting a tool message
+    open_ids: set[str] = set()  # tool_call ids awaiting a tool message
     seen_ids: set[str] = set()
     expect = "system_or_user"
     calls: list[dict] = []
@@ -44,7 +44,7 @@ def check_conversation(messages: Any, tools: Sequence[dict]) -> list[str]:
         elif role == "assistant":
             if open_ids:
                 problems.append(f"message {i}: assistant message while tool calls {sorted(open_ids)} are unanswered")
-            if expect not in ("assistant", "assistant_or_tool"):
+            if expect != "assistant":
                 problems.append(f"message {i}: assistant message where {expect} was expected")
             tool_calls = m.get("tool_calls") or []
             if tool_calls:
@@ -60,7 +60,7 @@ def check_conversation(messages: Any, tools: Sequence[dict]) -> list[str]:
             if call_id not in open_ids:
                 problems.append(f"message {i}: tool message answers unknown or already answered id {call_id!r}")
             else:
-                del open_ids[call_id]
+                open_ids.discard(call_id)
             if not _text(m.get("content")):
                 problems.append(f"message {i}: empty tool result")
             expect = "tool" if open_ids else "assistant"
@@ -79,7 +79,7 @@ def check_conversation(messages: Any, tools: Sequence[dict]) -> list[str]:
     return problems
 
 
-def _check_call(i: int, call: Any, seen: set[str], open_ids: dict[str, str], calls: list[dict]) -> list[str]:
+def _check_call(i: int, call: Any, seen: set[str], open_ids: set[str], calls: list[dict]) -> list[str]:
     if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
         return [f"message {i}: malformed tool_call {call!r}"]
     problems = []
@@ -89,7 +89,7 @@ def _check_call(i: int, call: Any, seen: set[str], open_ids: dict[str, str], cal
         problems.append(f"message {i}: tool_call id {call_id!r} missing or reused")
     else:
         seen.add(call_id)
-        open_ids[call_id] = name
+        open_ids.add(call_id)
     _, arguments, problem = parse_call(call)
     if problem:
         problems.append(f"message {i}: call to {name}: {problem}")
