@@ -113,7 +113,7 @@ def run_pipeline(script: Path, input_file: Path, cache: Path, server_url: str, t
 
 def step_files(cache: Path) -> list[Path]:
     """The step data files of a cache folder, in step order."""
-    files = [p for p in cache.glob("dataflow_cache_step_step*.jsonl") if ".rejected." not in p.name]
+    files = [p for p in cache.glob("dataflow_cache_step*.jsonl") if ".rejected." not in p.name]
     return sorted(files, key=lambda p: int(p.name.split("_step")[-1].split(".")[0]))
 
 
@@ -126,11 +126,13 @@ def rejected_of(step_file: Path) -> Path:
 
 
 def output_files(cache: Path) -> dict[str, bytes]:
-    """Every data file a run leaves (step files, rejected files, exports), by relative path."""
+    """Every data file a run leaves (step files, rejected files, exports), by relative path; not
+    the descriptions of one run (stage table, run summary with its timings)."""
     out = {}
     for path in sorted(cache.rglob("*")):
         if path.is_file() and path.suffix in (".jsonl", ".json") and not path.name.endswith(".manifest.json") \
-                and path.name != "apigen_stage_table.json" and not path.name.startswith("input_first_"):
+                and path.name not in ("apigen_stage_table.json", "run_summary.json") \
+                and not path.name.startswith("input_first_"):
             out[str(path.relative_to(cache))] = path.read_bytes()
     return out
 

@@ -229,7 +229,7 @@ def test_novelty_filter_drops_copies_of_examples_seed_rows_and_earlier_queries(t
     storage = FileStorage(str(source), cache_path=str(tmp_path / "cache"))
     report = NoveltyFilter(seed_examples=DATA / "seed_qa.jsonl").run(storage.step())
     assert report.filtered_by_reason == {"copied_example": 2, "duplicate_query": 1} and report.rows_out == 2
-    rejected = [json.loads(l) for l in (tmp_path / "cache" / "dataflow_cache_step_step1.rejected.jsonl").read_text().splitlines()]
+    rejected = [json.loads(l) for l in (tmp_path / "cache" / "dataflow_cache_step1.rejected.jsonl").read_text().splitlines()]
     assert [r["_reason"].split(":")[0] for r in rejected] == ["copied_example", "copied_example", "duplicate_query"]
     assert "few-shot example 'How many yen is 250 euros?'" in rejected[0]["_reason"]
     assert "seed row 'What are the prime factors of 360?'" in rejected[1]["_reason"]

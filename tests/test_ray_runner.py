@@ -110,7 +110,7 @@ def test_multi_turn_pipeline_same_rows_as_local_and_runners_resume_each_other(tm
         assert all(r.reused for r in again.storage.reports) and server.request_count == before
 
         # the local runner resumes an unfinished Ray step from the shared response cache
-        last = tmp_path / "ray" / "dataflow_cache_step_step6.jsonl"  # the multi-turn step
+        last = tmp_path / "ray" / "dataflow_cache_step6.jsonl"  # the multi-turn step
         for path in (last, last.with_name(last.name + ".manifest.json")):
             path.unlink()
         resumed, serving = run(tmp_path / "ray")

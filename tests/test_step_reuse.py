@@ -116,7 +116,7 @@ def test_changed_parameter_reruns_its_step_only(pipeline_module, chat_file, firs
 
     steps, _ = _run(pipeline_module, chat_file, cache, change=change)
     assert steps == [(True, 0)] * 4 + [(False, counts[4]), (True, 0)]
-    manifest = json.loads((cache / "dataflow_cache_step_step5.jsonl.manifest.json").read_text())
+    manifest = json.loads((cache / "dataflow_cache_step5.jsonl.manifest.json").read_text())
     assert manifest["parameters"]["max_reasks"] == 3
 
 

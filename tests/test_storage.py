@@ -74,10 +74,10 @@ def test_step_files_are_numbered_like_the_seed(tmp_path):
     first = storage.step()
     assert first.operator_step == 0 and storage.operator_step == 0
     assert first.input_path() == str(tmp_path / "chat.jsonl")
-    assert first.output_path() == os.path.join(str(tmp_path / "cache"), "dataflow_cache_step_step1.jsonl")
+    assert first.output_path() == os.path.join(str(tmp_path / "cache"), "dataflow_cache_step1.jsonl")
     second = storage.step()
-    assert second.input_path() == os.path.join(str(tmp_path / "cache"), "dataflow_cache_step_step1.jsonl")
-    assert second.output_path() == os.path.join(str(tmp_path / "cache"), "dataflow_cache_step_step2.jsonl")
+    assert second.input_path() == os.path.join(str(tmp_path / "cache"), "dataflow_cache_step1.jsonl")
+    assert second.output_path() == os.path.join(str(tmp_path / "cache"), "dataflow_cache_step2.jsonl")
     assert first.operator_step == 0  # a view keeps its step
     assert second.reports is storage.reports is first.reports
 
@@ -92,8 +92,8 @@ def test_chain_of_steps_reads_previous_output(tmp_path):
     s3 = storage.step()
     assert s3.read("dict") == [{"c": 3}]
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [
-        "dataflow_cache_step_step1.jsonl", "dataflow_cache_step_step1.jsonl.manifest.json",
-        "dataflow_cache_step_step2.jsonl", "dataflow_cache_step_step2.jsonl.manifest.json",
+        "dataflow_cache_step1.jsonl", "dataflow_cache_step1.jsonl.manifest.json",
+        "dataflow_cache_step2.jsonl", "dataflow_cache_step2.jsonl.manifest.json",
     ]
 
 
@@ -104,7 +104,7 @@ def test_cache_round_trips_nested_values(tmp_path, cache_type):
     s1 = storage.step()
     assert s1.read("dict") == NESTED_ROWS
     path = s1.write(s1.read("dict"))
-    assert path.endswith(f"_step1.{cache_type}")
+    assert path.endswith(f"dataflow_cache_step1.{cache_type}")
     s2 = storage.step()
     assert s2.read("dict") == NESTED_ROWS
     assert s2.read_columns() == list(NESTED_ROWS[0])
@@ -320,7 +320,7 @@ def test_leftover_temp_file_is_never_read(tmp_path):
     s1 = storage.step()
     cache = tmp_path / "cache"
     cache.mkdir()
-    (cache / ".dataflow_cache_step_step1.jsonl.999999.abcd.tmp").write_text('{"a": 1}\n')
+    (cache / ".dataflow_cache_step1.jsonl.999999.abcd.tmp").write_text('{"a": 1}\n')
     assert s1.find_reusable({"operator": None}) is None
     with pytest.raises(InputFileError, match="not found"):
         storage.step().read("dict")
@@ -333,7 +333,7 @@ def test_stale_temp_of_a_dead_process_is_removed(tmp_path):
     dead.wait()
     cache = tmp_path / "cache"
     cache.mkdir()
-    stale = cache / f".dataflow_cache_step_step1.jsonl.{dead.pid}.abcd.tmp"
+    stale = cache / f".dataflow_cache_step1.jsonl.{dead.pid}.abcd.tmp"
     stale.write_text("half")
     s1.write([{"a": 1}])
     assert not stale.exists()

@@ -1,8 +1,11 @@
-"""``dataflow run SCRIPT [--runner local|ray] [-- script args]``: run a pipeline script, optionally
+"""``dataflow run [OPTIONS] SCRIPT [OPTIONS] [-- SCRIPT_ARGS]``: run a pipeline script, optionally
 with every operator step executed on Ray.
 
 The script runs as ``__main__`` (as ``python SCRIPT`` would) inside the chosen runner's context,
-so the very same pipeline class runs locally or on a cluster.
+so the very same pipeline class runs locally or on a cluster. ``dataflow run``'s own options
+(``--runner``, ``--num-actors`` ...) may stand before or after SCRIPT; everything after ``--`` goes
+to the script. Without ``--``, the arguments after SCRIPT that are not ``dataflow run`` options go to
+the script. On Ray, one line on stderr says which steps ran there.
 """
 
 from __future__ import annotations
@@ -30,8 +33,19 @@ import click
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 def run(script: str, runner: str, ray_address: str | None, num_actors: int, cpus_per_actor: float,
         batch_size: int, script_args: tuple[str, ...]) -> None:
-    """Run a pipeline SCRIPT (e.g. api_pipelines/func_call_synthesis.py) with SCRIPT_ARGS."""
+    """Run a pipeline SCRIPT (e.g. api_pipelines/func_call_synthesis.py) with SCRIPT_ARGS.
+
+    Options may go before or after SCRIPT; arguments after `--` go to the script:
+    dataflow run api_pipelines/func_call_synthesis.py --runner ray --num-actors 4 -- --rows 100"""
     from ..runners import LocalRunner
+
+    ctx = click.get_current_context()
+    given, script_args = _runner_options_after_script(ctx, script_args)
+    runner = given.get("runner", runner)
+    ray_address = given.get("ray_address", ray_address)
+    num_actors = given.get("num_actors", num_actors)
+    cpus_per_actor = given.get("cpus_per_actor", cpus_per_actor)
+    batch_size = given.get("batch_size", batch_size)
 
     if runner == "ray":
         from ..runners import RayRunner
@@ -52,3 +66,47 @@ def run(script: str, runner: str, ray_address: str | None, num_actors: int, cpus
             raise
     finally:
         sys.argv, sys.path[:] = old_argv, old_path
+        runs = getattr(chosen, "runs", None)
+        if runs is not None:
+            steps = ", ".join(f"{r['operator']} ({r['rows']} rows, {r['batches']} batches, {r['actors']} actors)"
+                              for r in runs)
+            click.echo(f"dataflow run: {len(runs)} steps ran on Ray" + (f": {steps}" if steps else
+                       " (every step was reused from the cache)"), err=True)
+
+
+def _runner_options_after_script(ctx: click.Context, args: tuple[str, ...]) -> tuple[dict, list[str]]:
+    """``({parameter: value}, script args)``: ``dataflow run``'s options found after SCRIPT (up to
+    ``--``, which is dropped) taken out of ``args``. An unknown option before a ``--`` is a usage
+    error; an option given both before and after SCRIPT too."""
+    options = {opt: param for param in ctx.command.params if isinstance(param, click.Option) for opt in param.opts}
+    if "--" in args:
+        cut = args.index("--")
+        head, tail = list(args[:cut]), list(args[cut + 1:])
+    else:
+        head, tail = list(args), []
+    given: dict = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(head):
+        token = head[i]
+        name, _, inline = token.partition("=")
+        param = options.get(name) if token.startswith("--") else None
+        if param is None:
+            if "--" in args and token.startswith("-"):
+                raise click.UsageError(f"no such option {token!r} for dataflow run; the script's own options go "
+                                       "after '--'", ctx=ctx)
+            rest.append(token)
+            i += 1
+            continue
+        if inline or "=" in token:
+            value = inline
+            i += 1
+        elif i + 1 < len(head):
+            value = head[i + 1]
+            i += 2
+        else:
+            raise click.UsageError(f"option {name} needs a value", ctx=ctx)
+        if ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError(f"{name} is given both before and after SCRIPT", ctx=ctx)
+        given[param.name] = param.type.convert(value, param, ctx)
+    return given, rest + tail

@@ -104,6 +104,8 @@ class RayRunner(Runner):
         self._started_ray = False
         #: what the last distributed step did: {"operator", "rows", "batches", "actors"}
         self.last_run: dict[str, Any] | None = None
+        #: ``last_run`` of every step this runner ran, in order
+        self.runs: list[dict[str, Any]] = []
 
     def __repr__(self) -> str:
         return (f"RayRunner(address={self.address!r}, num_actors={self.num_actors}, "
@@ -157,6 +159,7 @@ class RayRunner(Runner):
         if not getattr(operator, "rows_independent", True):
             log.info("%s looks across rows (rows_independent=False): running it in the driver", name)
             self.last_run = {"operator": name, "rows": len(rows), "batches": 1, "actors": 0}
+            self.runs.append(self.last_run)
             return batch_fn(rows)
         self.start()
         import ray
@@ -216,6 +219,7 @@ class RayRunner(Runner):
                     setattr(serving.stats, key, getattr(serving.stats, key) + value)
         self.last_run = {"operator": name, "rows": len(rows), "batches": n_batches,
                          "actors": min(self.num_actors, n_batches)}
+        self.runs.append(self.last_run)
         return outcomes  # type: ignore[return-value]
 
     def _forwarded_env(self, serving: Any) -> dict[str, str]:

@@ -1,7 +1,11 @@
 """``FileStorage``: the step-by-step table store a pipeline reads from and writes to.
 
 Step 0 reads the user's ``first_entry_file_name``; the operator run at step k reads the file step
-k wrote before it and writes ``{cache_path}/{prefix}_step{k+1}.{cache_type}``. Every write is
+k wrote before it and writes ``{cache_path}/{prefix}_step{k+1}.{cache_type}`` (``{prefix}{k+1}`` when
+the prefix already ends in "step", as the seed's ``dataflow_cache_step`` does; a cache written
+with the older doubled name, ``dataflow_cache_step_step1.jsonl``, is still read and resumed).
+Each manifest names the pipeline script that wrote it; a step file written by another pipeline
+is never replaced: ``write`` raises ``ConfigError`` saying whose it is. Every write is
 atomic and leaves a manifest beside the data (see ``manifest.py``), which ``find_reusable`` uses
 to skip a step that already finished with the same operator, settings and input.
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,8 +58,12 @@ class FileStorage:
     Args:
         first_entry_file_name: the input table (``.jsonl``, ``.json``, ``.csv`` or ``.parquet``).
         cache_path: folder for step files, manifests, rejected rows and the LLM response cache.
-        file_name_prefix: step files are ``{prefix}_step{k}.{cache_type}``.
+        file_name_prefix: step files are ``{prefix}_step{k}.{cache_type}`` (``{prefix}{k}`` for a
+            prefix ending in "step").
         cache_type: format of step files: ``jsonl``, ``json``, ``csv`` or ``parquet``.
+        pipeline: the name of the pipeline writing here (default: the file name of the script
+            run as ``__main__``); recorded in each manifest, and a step file another pipeline
+            wrote is not replaced.
     """
 
     def __init__(
@@ -63,6 +72,7 @@ class FileStorage:
         cache_path: str = "./cache",
         file_name_prefix: str = "dataflow_cache_step",
         cache_type: str = "jsonl",
+        pipeline: str | None = None,
     ):
         from ..core.errors import ConfigError
 
@@ -82,6 +92,7 @@ class FileStorage:
         self.cache_path = str(cache_path)
         self.file_name_prefix = file_name_prefix
         self.cache_type = cache_type
+        self.pipeline = pipeline if pipeline is not None else _main_script()
         self.operator_step = -1
         #: RunReports of every operator run on this storage (shared by all ``step()`` views)
         self.reports: list = []
@@ -103,7 +114,13 @@ class FileStorage:
         return view
 
     def _step_file(self, k: int) -> str:
-        return os.path.join(self.cache_path, f"{self.file_name_prefix}_step{k}.{self.cache_type}")
+        legacy = os.path.join(self.cache_path, f"{self.file_name_prefix}_step{k}.{self.cache_type}")
+        if not self.file_name_prefix.endswith("step"):
+            return legacy
+        path = os.path.join(self.cache_path, f"{self.file_name_prefix}{k}.{self.cache_type}")
+        if not os.path.exists(path) and os.path.exists(legacy):
+            return legacy  # a cache written before the names lost their second "step"
+        return path
 
     def _require_step(self) -> None:
         if self.operator_step < 0:
@@ -234,6 +251,7 @@ class FileStorage:
         out = Path(self.output_path())
         out.parent.mkdir(parents=True, exist_ok=True)
         mpath = manifest_path(out)
+        self._refuse_another_pipelines_file(out, mpath)
         try:  # the old manifest must not describe the new file, even if we crash midway
             mpath.unlink()
         except FileNotFoundError:
@@ -258,6 +276,8 @@ class FileStorage:
         }
         full.update(manifest or {})
         full.setdefault("counts", {"rows_out": len(rows)})
+        if self.pipeline:
+            full["pipeline"] = self.pipeline
         full.update(
             {
                 "dataflow_version": __version__,
@@ -276,6 +296,21 @@ class FileStorage:
         )
         write_manifest(mpath, full)
         return str(out)
+
+    def _refuse_another_pipelines_file(self, out: Path, mpath: Path) -> None:
+        """``ConfigError`` when ``out`` exists and its manifest says another pipeline wrote it."""
+        if not self.pipeline or not out.exists():
+            return
+        previous = load_manifest(mpath)
+        owner = previous.get("pipeline") if previous else None
+        if isinstance(owner, str) and owner and owner != self.pipeline:
+            from ..core.errors import ConfigError
+
+            raise ConfigError(
+                f"{out} holds step {self.operator_step + 1} of pipeline {owner!r}; {self.pipeline!r} would replace "
+                f"it. Give each pipeline its own cache folder (cache_path=..., or --cache-dir), or delete that "
+                f"pipeline's step files if you no longer need them"
+            )
 
     def find_reusable(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """The previous manifest of this step's output if that output can be reused as is.
@@ -343,3 +378,11 @@ def _clean(value: Any) -> Any:
     if value is None or type(value) in (str, int, bool):
         return value
     return jsonio.to_native(value)
+
+
+def _main_script() -> str | None:
+    """The file name of the script running as ``__main__`` (``python x.py``, ``dataflow run x.py``),
+    or None (an interactive session)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return os.path.basename(path) if isinstance(path, str) and path else None

@@ -177,8 +177,10 @@ def to_trl_record(record: dict) -> dict:
     """Canonical -> TRL / axolotl chat_template row: arguments as objects, results with ``name``."""
     messages = []
     for message in record["messages"]:
-        if message["role"] == "assistant":
-            out: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
+        if message["role"] == "assistant":  # no content key beside calls without text (as OpenAI's)
+            out: dict[str, Any] = {"role": "assistant"}
+            if message.get("content") or not message.get("tool_calls"):
+                out["content"] = message.get("content") or ""
             if message.get("tool_calls"):
                 out["tool_calls"] = [{"type": "function", "function": c} for c in _calls(message)]
             messages.append(out)
