@@ -56,6 +56,8 @@ def _words(text: str, n: int) -> str:
 
 
 def _scenario(system: str, user: str, schema: dict) -> dict:
+    if "The user asked:" not in user:  # ScenarioExpander's prompt: a new scenario from a given one
+        return _expanded(system, user, schema)
     first_user = _first_line(_after(user, "The user asked:"))
     return {"scenario": f"A person needs help with this request: {first_user[:150] or 'a general question'}."}
 
@@ -235,7 +237,6 @@ def _quality(system: str, user: str, schema: dict) -> dict:
 
 _HANDLERS: dict[str, Callable[[str, str, dict], dict]] = {
     "ScenarioReply": _scenario,
-    "ExpandedScenarioReply": _expanded,
     "AtomTaskReply": _atom,
     "SequentialTaskReply": _sequential,
     "ParaSeqTaskReply": _paraseq,

@@ -54,7 +54,8 @@ from .functions import SUB_TASKS_KEY, openai_tools, response_schema, tools_text
 from .structure import check_conversation
 from .transcript import chat_to_transcript
 
-DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant that can call the provided tools to complete the user's request."
+#: the system message of every generated conversation (training data, not a prompt of this library)
+CONVERSATION_SYSTEM_PROMPT = "You are a helpful assistant that can call the provided tools to complete the user's request."
 TRANSCRIPT_CHARS = 12000
 MAX_CALLS_PER_TURN = 4
 ANSWER_CHARS = 600
@@ -228,7 +229,7 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
         max_follow_ups: int = 1,
         max_turns: int = 8,
         max_reasks: int = 3,
-        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        system_prompt: str = CONVERSATION_SYSTEM_PROMPT,
         prompt_template: Any = None,
     ):
         super().__init__(llm_serving, prompt_template)

@@ -14,15 +14,10 @@ from .transcript import chat_to_transcript
 
 
 class ScenarioReply(BaseModel):
-    """The scenario in a sentence or two."""
+    """The scenario in a sentence or two (the reply of ScenarioExtractor and ScenarioExpander)."""
 
     model_config = ConfigDict(extra="forbid")
     scenario: Text(200, 10)
-
-
-class ExpandedScenarioReply(ScenarioReply):
-    """A new scenario, different from but related to the given one (the schema title tells the
-    two replies apart)."""
 
 
 class ScenarioExtractor(StructuredLLMOperator):
@@ -90,6 +85,6 @@ class ScenarioExpander(StructuredLLMOperator):
         return self.structured_round(
             rows,
             lambda row: {"scenario": text_value(row, input_scenario_key)},
-            ExpandedScenarioReply,
+            ScenarioReply,
             lambda row, reply: RowOutcome.keep(merge_row(row, **{output_key: reply.scenario})),
         )
