@@ -4,6 +4,8 @@ use the reader did not pin its messages or its edge cases)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dataflow.tools.calls import (
@@ -151,3 +153,34 @@ def test_pair_results_by_id_only_is_not_by_order():
 def test_a_result_naming_another_function_is_an_orphan():
     messages = [{"role": "assistant", "tool_calls": [_call(None, "f")]}, {"role": "tool", "name": "g"}]
     assert pair_results(messages).orphans == [1]
+
+
+def test_call_key_is_equal_for_calls_that_read_the_same():
+    from dataflow.tools import call_key
+
+    key = call_key({"name": "f", "arguments": {"b": 1, "a": "é"}})
+    assert key == '{"arguments":{"a":"é","b":1},"name":"f"}'
+    assert key == call_key({"function": {"name": "f", "arguments": '{"a": "é", "b": 1}'}, "id": "c9"})
+    assert key == call_key('{"function_name": "f", "parameters": {"a": "é", "b": 1}}')
+    assert call_key({"name": "f", "arguments": ""}) == call_key({"name": "f"}) == '{"arguments":{},"name":"f"}'
+    assert call_key({"name": "f", "arguments": {"a": 1}}) != call_key({"name": "f", "arguments": {"a": 1.5}})
+    assert call_key({"name": "f", "arguments": {"a": 1}}) != call_key({"name": "g", "arguments": {"a": 1}})
+    with pytest.raises(CallError, match="has no function name"):
+        call_key({"arguments": {}})
+
+
+def test_tools_key_is_equal_for_the_same_tools_in_any_order_or_dialect():
+    from dataflow.core.errors import ToolSpecError
+    from dataflow.tools import tools_key
+
+    weather = {"type": "function", "function": {"name": "weather", "description": "Weather in a city",
+                                                "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                               "required": ["city"]}}}
+    bare_time = {"name": "time", "description": "Time in a city",
+                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+    key = tools_key([weather, bare_time])
+    assert key == tools_key([bare_time, weather]) == tools_key(json.dumps([bare_time, weather]))
+    assert key.index('"name":"time"') < key.index('"name":"weather"')  # sorted by name
+    assert tools_key([weather]) != key and tools_key([]) == "[]"
+    with pytest.raises(ToolSpecError):
+        tools_key([weather, weather])

@@ -16,6 +16,8 @@ Every module that takes a call from somewhere (a generator's reply, a dataset ro
   by order only when the ids are absent (``Pairing.by_order`` says so); a result that answers no
   call is an orphan (a problem, never a result with an empty name).
 - ``dumps_json(value)``: JSON text for writers; refuses NaN/Infinity instead of writing them.
+- ``call_key(call)``: the canonical key of a call (its name and arguments as read here), equal for
+  two calls that read the same (``spec.tools_key`` is the same for a tool list).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 __all__ = [
     "CallError", "read_arguments", "arguments_or_raise", "parse_call", "read_calls", "loads_strict", "nonfinite_path",
-    "dumps_json", "dumps_arguments", "Pairing", "pair_results",
+    "dumps_json", "dumps_arguments", "call_key", "Pairing", "pair_results",
 ]
 
 
@@ -179,6 +181,17 @@ def dumps_json(value: Any, **kwargs: Any) -> str:
 def dumps_arguments(arguments: dict) -> str:
     """A call's arguments as the JSON string OpenAI's ``tool_calls`` carry."""
     return dumps_json(arguments)
+
+
+def call_key(call: Any) -> str:
+    """The canonical key of one call in any accepted shape: ``{"arguments":...,"name":...}`` as
+    compact JSON with sorted keys, of the name and arguments ``parse_call`` reads. Two calls that
+    read the same (arguments as an object or a JSON string, in any key order, ``""`` or ``{}``)
+    have one key; raises ``CallError`` for a call that cannot be read."""
+    name, arguments, problem = parse_call(call)
+    if problem:
+        raise CallError(problem)
+    return dumps_json({"name": name, "arguments": arguments}, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass

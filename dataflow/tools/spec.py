@@ -81,6 +81,16 @@ def normalize_tools(tools: Any, *, allow_dots: bool = True) -> list[dict]:
     return out
 
 
+def tools_key(tools: Any) -> str:
+    """The canonical key of a tool list in any dialect (``normalize_tools``): its OpenAI specs
+    sorted by name, as compact JSON with sorted keys. The same tools, in any order or dialect,
+    have one key; raises ``ToolSpecError`` for an invalid list."""
+    import json
+
+    specs = sorted(normalize_tools(tools), key=lambda tool: tool["function"]["name"])
+    return json.dumps(specs, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def normalize_tool(spec: Any, *, allow_dots: bool = True, index: int | None = None) -> dict:
     """One tool spec in any supported dialect -> a new OpenAI tool spec (the input is not changed)."""
     label = f"<tool #{index}>" if index is not None else "<tool>"

@@ -41,11 +41,11 @@ def ungrounded_calls(query: str, calls: Any, tools: Any) -> list[str]:
     (``dataflow.quality.grounding``)."""
     from ...quality.grounding import ungrounded_arguments
     from ...tools.spec import normalize_tools
-    from ..formats.convert import calls_of
+    from ...tools.calls import read_calls
 
     specs = {t["function"]["name"]: t for t in normalize_tools(tools, allow_dots=True)} if tools else {}
     problems = []
-    for index, call in enumerate(calls_of(calls)):
+    for index, call in enumerate(read_calls(calls)):
         for problem in ungrounded_arguments(call["arguments"], specs.get(call["name"]), [query]):
             problem = problem.replace("appears in no earlier user turn or tool result", "is not in the query")
             problems.append(f"call {index} ({call['name']}): {problem}")
@@ -113,7 +113,7 @@ class FormatChecker(OperatorABC):
                       output_key: str = "format_valid", output_reason_key: str = "format_reason",
                       input_query_key: str = "query") -> list[RowOutcome]:
         from ...tools.validation import compile_tools
-        from ..formats.convert import calls_of
+        from ...tools.calls import read_calls
 
         fixed = compile_tools(self.tools, allow_dots=self.allow_dots) if self.tools is not None else None
         outcomes = []
@@ -131,7 +131,7 @@ class FormatChecker(OperatorABC):
                 continue
             tools = own if own or self.tools is None else self.tools
             query = str(row.get(input_query_key) or "")
-            if not calls_of(answers):  # "no tool fits" is only right when no listed tool does what is asked
+            if not read_calls(answers):  # "no tool fits" is only right when no listed tool does what is asked
                 served = servable_query(query, tools)
                 outcomes.append(self._verdict(row, [served] if served else [], output_key, output_reason_key,
                                               code="failed_irrelevance"))
@@ -299,11 +299,11 @@ class SemanticChecker(LLMJudge, OperatorABC):
                       output_thought_key: str = "semantic_thought") -> list[RowOutcome]:
         from ...tools.spec import normalize_tools
         from ...core.errors import InvalidInput
-        from ..formats.convert import calls_of
+        from ...tools.calls import read_calls
 
         def parsed(row: dict) -> tuple[list[dict], list[dict]]:
             try:
-                return normalize_tools(row.get(input_tools_key), allow_dots=True), calls_of(row.get(input_answers_key))
+                return normalize_tools(row.get(input_tools_key), allow_dots=True), read_calls(row.get(input_answers_key))
             except Exception as exc:
                 raise InvalidInput(f"invalid_row: {exc}") from None
 

@@ -563,14 +563,14 @@ class ExecutionChecker(OperatorABC):
     def process_batch(self, rows: list[dict], input_answers_key: str = "answers", output_key: str = "execution_ok",
                       output_results_key: str = "execution_results",
                       output_reason_key: str = "execution_reason") -> list[RowOutcome]:
-        from ..formats.convert import calls_of
+        from ...tools.calls import read_calls
 
         outcomes = []
         with Sandbox(self.module_path, self.timeout, self.memory_mb, self.max_result_chars,
                      max_processes=self.max_processes, max_file_mb=self.max_file_mb) as sandbox:
             for row in rows:
                 try:
-                    calls = calls_of(row.get(input_answers_key, row.get("function_calls")))
+                    calls = read_calls(row.get(input_answers_key, row.get("function_calls")))
                 except (ValueError, json.JSONDecodeError) as exc:
                     outcomes.append(RowOutcome.drop(f"failed_execution: unreadable calls ({exc})"))
                     continue

@@ -29,8 +29,8 @@ from typing import Any
 
 from ...core import OperatorABC, RowOutcome, RunReport, merge_row
 from ...core.errors import ConfigError, InputFileError, ToolSpecError
+from ...tools.calls import read_calls
 from ...tools.spec import normalize_tools
-from ..formats.convert import calls_of
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("a an the of to for and or in on by with from get set is are be this that given".split())
@@ -66,7 +66,7 @@ def load_seed_examples(source: Any) -> list[dict]:
             raise InputFileError(file_name, f"{label}seed example {problem}", hint=hint, **where)
         answers = row.get("answers", row.get("function_calls", []))
         try:
-            calls = calls_of(answers)
+            calls = read_calls(answers)
         except (ValueError, json.JSONDecodeError) as exc:
             raise InputFileError(file_name, f"{label}seed example has unreadable calls ({exc})", hint=hint,
                                  **where) from None

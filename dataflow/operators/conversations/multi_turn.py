@@ -45,7 +45,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...core import RowOutcome, RunReport, ToolSpecError, merge_row, parse_reply, schema_for
-from ...tools import normalize_tools, validate_calls
+from ...tools import call_key, normalize_tools, validate_calls
 from ...core.errors import InvalidInput
 from ...core.rounds import Text, ask_structured, prompt_messages, text_value
 from ..llm import StructuredLLMOperator
@@ -150,7 +150,7 @@ class _Dialogue:
     done: set = field(default_factory=set)  # sub-tasks whose call is answered
     assistant_turns: int = 0
     calls_made: int = 0
-    answered_calls: set = field(default_factory=set)  # (name, canonical arguments) already answered
+    answered_calls: set = field(default_factory=set)  # call_key of each call already answered
     feedback: str = ""
     pending: list[dict] = field(default_factory=list)  # {"id", "name", "arguments", "sub_task"}
     results: dict[str, Any] = field(default_factory=dict)
@@ -575,11 +575,6 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
                     d.done.add(c["sub_task"])
                 d.pending, d.results, d.call_feedback = [], {}, {}
                 d.phase = CALL if d.wave() else ANSWER
-
-
-def call_key(call: dict) -> tuple[str, str]:
-    """A call's identity: its name and its arguments serialised canonically."""
-    return call["name"], json.dumps(call["arguments"], sort_keys=True, ensure_ascii=False)
 
 
 def user_reply_schema(asks: dict[str, dict[str, dict]]) -> dict:

@@ -60,12 +60,6 @@ class RowError(ValueError):
 
 
 # -- calls --------------------------------------------------------------------------------------
-def calls_of(value: Any) -> list[dict]:
-    """Answers/function calls (JSON string or list, any call shape) -> ``[{"name", "arguments":
-    dict}]``: ``dataflow.tools.calls.read_calls``. Raises ``CallError`` (a ``ValueError``)."""
-    return read_calls(value)
-
-
 def tools_of(value: Any) -> list[dict]:
     """Tool specs (any dialect, list or JSON string) -> OpenAI tool specs."""
     return normalize_tools(value, allow_dots=True)
@@ -113,7 +107,7 @@ def to_openai_chat(
     assistant's closing message: an example must end with the assistant, not a tool result.
     Tool names OpenAI refuses are renamed (``openai_names``); ``names``, when given, receives
     ``{OpenAI name: declared name}`` for each renamed tool."""
-    calls = calls_of(answers)
+    calls = read_calls(answers)
     specs = tools_of(tools)
     mapping = openai_names([s["function"]["name"] for s in specs] + [c["name"] for c in calls])
     if names is not None:
@@ -166,7 +160,7 @@ def function_results(entries: Any) -> list:
 def to_chat_message_format(query: str, answers: Any, system_prompt: str) -> dict:
     """Seed 000's fine-tuning format: the assistant content is a JSON list of
     ``{"function_name", "arguments"}``."""
-    calls = [{"function_name": c["name"], "arguments": c["arguments"]} for c in calls_of(answers)]
+    calls = [{"function_name": c["name"], "arguments": c["arguments"]} for c in read_calls(answers)]
     return {"messages": [
         {"role": "system", "content": system_prompt},
         {"role": "user", "content": query},
@@ -190,7 +184,7 @@ def to_xlam_row(query: str, answers: Any, tools: Any, row_id: Any = None, tool_d
     row.update({
         "query": query,
         "tools": dumps_json([{k: s[k] for k in ("name", "description", "parameters")} for s in specs]),
-        "answers": dumps_json(calls_of(answers)),
+        "answers": dumps_json(read_calls(answers)),
     })
     return row
 
@@ -307,7 +301,7 @@ def read_xlam_row(row: dict) -> dict:
     if "id" in row:
         out["id"] = row["id"]
     out.update({"query": row["query"], "tools": tools_of(row.get("tools") or []),
-                "answers": calls_of(row.get("answers"))})
+                "answers": read_calls(row.get("answers"))})
     return out
 
 
@@ -618,7 +612,7 @@ def convert_row(row: dict, fmt: str, *, system_prompt: str | None = None, query_
         results = function_results(row.get(results_key)) if results_key else None
         final = row.get(final_answer_key) if results_key else None
         if fmt == "hermes":  # Hermes text has no naming rules: names stay as declared
-            calls = calls_of(answers)
+            calls = read_calls(answers)
             specs = tools_of(row_tools)
             chat = _single_turn_messages(query, calls, results, final)
             return openai_messages_to_hermes(chat, specs, system_prompt, notes)

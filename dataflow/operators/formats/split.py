@@ -16,12 +16,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .convert import calls_of
+from ...tools.calls import read_calls
 
 
 def call_signature(answers: Any) -> str:
     try:
-        calls = calls_of(answers)
+        calls = read_calls(answers)
     except (ValueError, json.JSONDecodeError):
         return "<unreadable>"
     if not calls:
