@@ -102,7 +102,7 @@ class APIGenPipeline:
         print(format_stage_table(table), flush=True)
         write_stage_table(table, self.cache_path / "apigen_stage_table.json")
 
-        verified = self.storage.step().read(output_type="dict")
+        verified = self.storage.read_output(output_type="dict")
         self.export(verified)
         return table
 

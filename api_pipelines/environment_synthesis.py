@@ -76,7 +76,8 @@ class EnvironmentPipeline:
         self.conversation_generator.run(self.storage.step(), input_intent_key="intent")
 
     def final_rows(self) -> list[dict]:
-        return self.storage.step().read(output_type="dict")
+        """The last step's output table (the storage does not advance)."""
+        return self.storage.read_output(output_type="dict")
 
 
 def funnel(reports: list, rows: list[dict], attempts: int) -> dict:

@@ -111,7 +111,7 @@ class FuncCallPipeline:
 
     def final_rows(self) -> list[dict]:
         """The last step's output table."""
-        return self.storage.step().read(output_type="dict")
+        return self.storage.read_output(output_type="dict")
 
 
 def first_rows(source: Path, n: int, cache_dir: Path) -> Path:

@@ -147,3 +147,13 @@ def test_rerun_after_a_change_is_reused_again(pipeline_module, chat_file, first_
     _run(pipeline_module, chat_file, cache, change=change)
     steps, _ = _run(pipeline_module, chat_file, cache, change=change)
     assert steps == [(True, 0)] * STEPS
+
+
+def test_final_rows_reads_the_last_step_without_advancing(pipeline_module, chat_file, tmp_path):
+    serving = FakeLLMServing(button_responder)
+    pipeline = pipeline_module.FuncCallPipeline(str(chat_file), str(tmp_path / "cache"), serving)
+    pipeline.run()
+    step = pipeline.storage.operator_step
+    rows = pipeline.final_rows()
+    assert len(rows) == ROWS and all(row["conversations"] for row in rows)
+    assert pipeline.final_rows() == rows and pipeline.storage.operator_step == step

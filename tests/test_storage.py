@@ -97,6 +97,18 @@ def test_chain_of_steps_reads_previous_output(tmp_path):
     ]
 
 
+def test_read_output_reads_what_the_step_wrote_without_advancing(tmp_path):
+    storage = storage_for(tmp_path, [{"a": 1}])
+    with pytest.raises(ConfigError, match="storage.step"):
+        storage.read_output("dict")
+    s1 = storage.step()
+    s1.write([{"a": 1, "b": [1, {"c": None}]}], columns=["a", "b", "z"])
+    assert storage.read_output("dict") == s1.read_output("dict") == [{"a": 1, "b": [1, {"c": None}]}]
+    assert list(storage.read_output().columns) == ["a", "b", "z"]
+    assert storage.operator_step == 0 and s1.read("dict") == [{"a": 1}]  # nothing advanced
+    assert storage.step().read("dict") == [{"a": 1, "b": [1, {"c": None}]}]
+
+
 # -- formats -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cache_type", FORMATS)
 def test_cache_round_trips_nested_values(tmp_path, cache_type):

@@ -219,6 +219,15 @@ class FileStorage:
 
         return pd.DataFrame([[row.get(c) for c in table.columns] for row in table.rows], columns=table.columns)
 
+    def read_output(self, output_type: Literal["dataframe", "dict"] = "dataframe") -> Any:
+        """The table this step wrote (on a pipeline's storage: its last step's output), read as
+        ``read`` reads, without advancing the storage."""
+        self._require_step()
+        written = copy.copy(self)
+        written.operator_step += 1
+        written._loaded = None
+        return written.read(output_type)
+
     def input_fingerprint(self) -> str:
         """sha256 of this step's input file bytes (cached while the file is unchanged)."""
         path = Path(self.input_path())
