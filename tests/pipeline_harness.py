@@ -128,7 +128,7 @@ def _install_pause(spec: str, marker: str) -> None:
         os.replace = patched_replace
 
     elif point == "between_steps":
-        from dataflow.storage.file_storage import FileStorage
+        from dataflow.storage import FileStorage
 
         write = FileStorage.write
 

@@ -12,7 +12,7 @@ from dataflow.operators.apigen import (
     APIGenGenerator, DataSampler, FormatChecker, SemanticChecker, format_stage_table, stage_table,
 )
 from dataflow.operators.apigen.testing import apigen_responder
-from dataflow.serving.fake import FakeLLMServing
+from dataflow.serving import FakeLLMServing
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "example_data" / "APIGen"

@@ -25,7 +25,7 @@ from dataflow.operators.conversations import (
     openai_tools,
 )
 from dataflow.operators.conversations.export import export_conversations, openai_records
-from dataflow.serving.fake import FakeLLMServing
+from dataflow.serving import FakeLLMServing
 from dataflow.serving.fake_responders import button_responder
 from dataflow.tools import normalize_tools
 

@@ -27,7 +27,7 @@ import pytest
 import dataflow
 from dataflow.core.errors import ConfigError, InputFileError
 from dataflow.core.operator import OperatorABC, RowOutcome, merge_row
-from dataflow.serving.fake import FakeLLMServing
+from dataflow.serving import FakeLLMServing
 from dataflow.serving.response_cache import CACHE_FILE_NAME, CachedResponse, ResponseCache
 from dataflow.storage import jsonio
 from dataflow.storage.manifest import load_manifest, manifest_path
@@ -163,7 +163,7 @@ def test_corrupt_manifest_in_a_pipeline_script_reruns_the_step(tmp_path):
     write_jsonl(tmp_path / "in.jsonl", [{"text": "hi"}])
     body = """
         import json
-        from dataflow.serving.fake import FakeLLMServing
+        from dataflow.serving import FakeLLMServing
         from dataflow.utils.storage import FileStorage
         from test_hostile_files import Shout
         storage = FileStorage("in.jsonl", cache_path="cache")

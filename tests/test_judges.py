@@ -19,7 +19,7 @@ from dataflow.operators.conversations.composition_filter import repeated_sub_tas
 from dataflow.operators.judges import Tally, tally, vote_options
 from dataflow.quality import calibration
 from dataflow.serving import APILLMServing_request
-from dataflow.serving.fake import FakeLLMServing
+from dataflow.serving import FakeLLMServing
 from dataflow.utils.storage import FileStorage
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from dataflow.core.llm import LLMResult
 from dataflow.core.structured import parse_reply, schema_for
 from dataflow.serving import APILLMServing_request
-from dataflow.serving.fake import FakeLLMServing
+from dataflow.serving import FakeLLMServing
 from dataflow.serving.response_cache import CachedResponse, ResponseCache, request_key
 
 pytestmark = pytest.mark.usefixtures("no_api_key")
@@ -153,7 +153,7 @@ def test_complete_reply_is_parsed_and_stop_is_recorded(fake_server):
 
 def test_cache_entry_keeps_finish_reason(tmp_path):
     cache = ResponseCache(tmp_path)
-    cache.put("k", CachedResponse("{", 1, 2, None, "length"))
+    cache.put("k", CachedResponse("{", 1, 2, "length"))
     cache.put("k2", CachedResponse("{}", 1, 2))
     assert cache.get("k").finish_reason == "length" and cache.get("k2").finish_reason is None
 

@@ -15,7 +15,7 @@ import pytest
 
 from dataflow.core.errors import ConfigError, InputFileError, MissingColumnError
 from dataflow.core.operator import OperatorABC, RowOutcome, merge_row
-from dataflow.serving.fake import FakeLLMServing
+from dataflow.serving import FakeLLMServing
 from dataflow.storage.manifest import manifest_path, rejected_path
 from dataflow.utils.storage import FileStorage
 

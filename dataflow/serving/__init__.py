@@ -22,7 +22,7 @@ __all__ = [
 
 _LAZY = {
     "APILLMServing_request": ".api_request",
-    "FakeLLMServing": ".fake",
+    "FakeLLMServing": "._fake",
     "FakeOpenAIServer": ".fake_server",
     "LocalModelLLMServing": ".local_model",
     "serving_from_env": ".from_env",
@@ -30,7 +30,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api_request import APILLMServing_request
-    from .fake import FakeLLMServing
+    from ._fake import FakeLLMServing
     from .fake_server import FakeOpenAIServer
     from .local_model import LocalModelLLMServing
     from .from_env import serving_from_env
