@@ -12,10 +12,10 @@ _HOME = {
     **dict.fromkeys(
         ["ConfigError", "DataFlowError", "InputFileError", "MissingColumnError", "PromptRenderError",
          "ServingError", "ToolSpecError", "UserInputError", "InvalidInput", "Reask"], ".errors"),
-    **dict.fromkeys(["LLMResult", "LLMServingABC", "ServingStats"], ".llm"),
+    **dict.fromkeys(["LLMResult", "LLMServingABC", "ServingStats", "prompt_messages"], ".llm"),
     **dict.fromkeys(["OperatorABC", "RowOutcome", "RunReport", "merge_row"], ".operator"),
     **dict.fromkeys(["Parsed", "extract_json", "parse_reply", "schema_for"], ".structured"),
-    **dict.fromkeys(["Text", "text_value", "prompt_messages", "ask_structured", "structured_round"], ".rounds"),
+    **dict.fromkeys(["Text", "text_value", "ask_structured", "structured_round"], ".rounds"),
 }
 
 __all__ = sorted(_HOME)

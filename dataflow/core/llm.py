@@ -16,6 +16,14 @@ Conversation = list[Message]
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
 
+def prompt_messages(system: str, user: str) -> Conversation:
+    """The chat messages of one prompt: the system message (when there is one), then the user
+    message. Every prompt this library sends is built here."""
+    messages: Conversation = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": user})
+    return messages
+
+
 @dataclass(frozen=True)
 class LLMResult:
     """Outcome of one LLM request: the reply text, or a failure with its reason."""
@@ -104,13 +112,7 @@ class LLMServingABC(abc.ABC):
         """One plain prompt per input, each with the same system prompt. ``json_schema`` is one
         schema for every input, or a list with one schema (or ``None``) per input; ``options`` as
         for ``generate_from_conversations``."""
-        conversations = []
-        for text in user_inputs:
-            conv: Conversation = []
-            if system_prompt:
-                conv.append({"role": "system", "content": system_prompt})
-            conv.append({"role": "user", "content": text})
-            conversations.append(conv)
+        conversations = [prompt_messages(system_prompt, text) for text in user_inputs]
         return self.generate_from_conversations(conversations, json_schema=json_schema, options=options)
 
     def generate_from_conversations(

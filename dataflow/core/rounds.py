@@ -19,10 +19,11 @@ from typing import Annotated, Any, Callable, Sequence
 from pydantic import BaseModel, StringConstraints
 
 from .errors import InvalidInput, Reask
+from .llm import prompt_messages
 from .operator import RowOutcome
 from .structured import Parsed, parse_reply, schema_for
 
-__all__ = ["Text", "text_value", "prompt_messages", "ask_structured", "structured_round"]
+__all__ = ["Text", "text_value", "ask_structured", "structured_round"]
 
 #: one row's prompt: ``(system, user)``
 Prompt = tuple[str, str]
@@ -43,14 +44,6 @@ def text_value(row: dict, column: str) -> str:
     if value is None or not str(value).strip():
         raise InvalidInput(f"invalid_input: column {column!r} is empty")
     return str(value).strip()
-
-
-def prompt_messages(system: str, user: str) -> list[dict]:
-    """The chat messages of one rendered prompt: the system message (when there is one), then the
-    user message."""
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": user})
-    return messages
 
 
 def ask_structured(

@@ -204,7 +204,7 @@ class LLMJudge:
         ``on_reject(row, tally, rejecting replies, enforced)``; an undecided one fails with the
         first vote's failure."""
         from ..core.errors import InvalidInput
-        from ..core.rounds import prompt_messages
+        from ..core.llm import prompt_messages
 
         serving = self.require_llm()  # type: ignore[attr-defined]
         outcomes: list[RowOutcome | None] = [None] * len(rows)

@@ -47,7 +47,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ...core import RowOutcome, RunReport, ToolSpecError, merge_row, parse_reply, schema_for
 from ...tools import call_key, normalize_tools, validate_calls
 from ...core.errors import InvalidInput
-from ...core.rounds import Text, ask_structured, prompt_messages, text_value
+from ...core.llm import prompt_messages
+from ...core.rounds import Text, ask_structured, text_value
 from ..llm import StructuredLLMOperator
 from ._base import as_key_list, sub_tasks_of
 from .functions import SUB_TASKS_KEY, openai_tools, response_schema, tools_text

@@ -36,7 +36,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ...core import RowOutcome, RunReport, merge_row, parse_reply
-from ...core.rounds import Text, prompt_messages
+from ...core.llm import prompt_messages
+from ...core.rounds import Text
 from ..llm import StructuredLLMOperator
 from ..conversations.functions import tools_text
 from ..conversations.multi_turn import ANSWER_CHARS, MAX_CALLS_PER_TURN, AssistantTurnReply, assistant_reply_schema
