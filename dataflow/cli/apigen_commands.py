@@ -19,7 +19,8 @@ from typing import Any
 
 import click
 
-DEFAULT_SYSTEM_PROMPT = (
+#: the system message `dataflow convert --format chat_message` writes without --system-prompt-path
+CHAT_MESSAGE_SYSTEM_PROMPT = (
     "You are a helpful assistant with access to tools. Reply with a JSON list of function calls, "
     'each {"function_name": ..., "arguments": {...}}, or [] when no tool fits the request.'
 )
@@ -281,7 +282,7 @@ def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str
         raise click.BadParameter(f"{input_format} conversations convert to openai, trl, llamafactory or hermes",
                                  param_hint="--format")
     if fmt == "chat_message" and system_prompt is None:
-        system_prompt = DEFAULT_SYSTEM_PROMPT
+        system_prompt = CHAT_MESSAGE_SYSTEM_PROMPT
     rows = read_rows(input_path)
     lines = _row_lines(input_path, len(rows))
     out, rejected, names, by_order = [], [], {}, 0

@@ -45,7 +45,9 @@ from ..conversations.structure import check_conversation
 from ..conversations.transcript import chat_to_transcript
 from .environment import StateUnavailable, state_difference
 
-DEFAULT_SYSTEM_PROMPT = "You are a customer-service assistant. Use the tools to look things up and to make changes."
+#: the system message of every generated environment conversation (training data)
+CONVERSATION_SYSTEM_PROMPT = ("You are a customer-service assistant. Use the tools to look things up and to make "
+                              "changes.")
 TRANSCRIPT_CHARS = 12000
 USER_CHARS = 400
 USER, ASSISTANT, DONE, FAILED = "user", "assistant", "done", "failed"
@@ -126,7 +128,7 @@ class EnvironmentConversationGenerator(StructuredLLMOperator):
 
     def __init__(self, llm_serving: Any = None, environment: Any = None, attempts: int = 1,
                  max_user_turns: int = 4, max_assistant_turns: int = 10, max_reasks: int = 3,
-                 max_live_sessions: int = 8, temperature: float = 0.7, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+                 max_live_sessions: int = 8, temperature: float = 0.7, system_prompt: str = CONVERSATION_SYSTEM_PROMPT,
                  prompt_template: Any = None):
         super().__init__(llm_serving, prompt_template)
         if environment is None:
