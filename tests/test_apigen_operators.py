@@ -178,6 +178,24 @@ def test_generator_reasks_ungrounded_calls_and_keeps_the_first_replys_good_pairs
     assert [r["query"] for r in outcomes[0].rows] == ["Is 1.9 m and 82 kg a healthy BMI?", "BMI for 70 kg at 1.65 m?"]
 
 
+def test_generator_reasks_a_pair_that_makes_the_same_call_twice():
+    twice = {"query": "Factorise 120 into its prime factors.",
+             "answers": [{"name": "prime_factors", "arguments": {"n": 120}}, {"name": "prime_factors", "arguments": '{"n": 120}'}]}
+
+    def responder(messages, schema):
+        if _reasked(messages):
+            return {"pairs": [{"query": "Factorise 120 and 84.", "answers": [
+                {"name": "prime_factors", "arguments": {"n": 120}}, {"name": "prime_factors", "arguments": {"n": 84}}]}]}
+        return {"pairs": [twice]}
+
+    serving = FakeLLMServing(responder)
+    outcomes = APIGenGenerator(serving, num_pairs=1, styles=["parallel"]).process_batch(
+        [{"tools": [BY_NAME["prime_factors"]], "examples": []}])
+    assert len(serving.calls) == 2
+    assert "call 1 repeats call 0 (prime_factors with the same arguments)" in serving.calls[1][0][-1]["content"]
+    assert [r["query"] for r in outcomes[0].rows] == ["Factorise 120 and 84."]
+
+
 def test_generator_passes_on_a_copy_that_survives_the_reask_and_the_filter_drops_it(tmp_path):
     """The second reply is kept as is (a re-ask is asked once): the NoveltyFilter then rejects
     the copy with a counted reason, so nothing is silently lost or silently exported."""
@@ -312,6 +330,20 @@ def test_format_checker_drops_a_no_call_pair_that_a_listed_tool_serves():
     assert outcomes[0].reason == "failed_irrelevance: a listed tool serves it: the query names convert, eur, usd of convert_currency"
     assert "weather" in outcomes[1].reason and "forecast" in outcomes[1].reason
     assert [o.status for o in FormatChecker(check_grounding=False).process_batch(rows)] == ["ok"] * 5
+
+
+def test_format_checker_drops_a_pair_that_makes_the_same_call_twice():
+    """APIGen on the 0.5B wrote 'Factorise 120 into its prime factors.' with four identical calls."""
+    call = {"name": "prime_factors", "arguments": {"n": 120}}
+    rows = [{"query": "Factorise 120 into its prime factors.", "tools": TOOLS, "answers": [call, call, call, call]},
+            {"query": "Factorise 120 and 84.", "tools": TOOLS,
+             "answers": [call, {"name": "prime_factors", "arguments": {"n": 84}}]}]
+    for checker in (FormatChecker(), FormatChecker(check_grounding=False)):
+        outcomes = checker.process_batch(rows)
+        assert [o.status for o in outcomes] == ["filtered", "ok"]
+        assert outcomes[0].reason == ("failed_repeated_call: call 1 repeats call 0 (prime_factors with the same arguments); "
+                                      "call 2 repeats call 0 (prime_factors with the same arguments); "
+                                      "call 3 repeats call 0 (prime_factors with the same arguments)")
 
 
 def test_semantic_checker_compares_the_judges_reading_with_the_calls():

@@ -183,6 +183,16 @@ def test_flat_copied_arguments_with_default_and_enum_share_nothing_with_the_inpu
     assert props["box"]["default"] == ["not", "a", "scalar"] and props["box"]["default"] is not params["properties"]["box"]["default"]
 
 
+def test_repeated_calls_reads_calls_one_way():
+    from dataflow.tools import repeated_calls
+
+    calls = [{"name": "f", "arguments": {"a": 1, "b": 2}}, {"function": {"name": "f", "arguments": '{"b": 2, "a": 1}'}},
+             {"name": "f", "arguments": {"a": 2}}, {"name": "g", "arguments": ""}, {"name": "g", "arguments": {}}, "junk"]
+    assert repeated_calls(calls) == ["call 1 repeats call 0 (f with the same arguments)",
+                                     "call 4 repeats call 3 (g with the same arguments)"]
+    assert repeated_calls(calls[:1] + calls[2:3]) == [] and repeated_calls(None) == []
+
+
 # -- kind 6/14: results paired with calls ---------------------------------------------------------
 def _assistant(*calls):
     return {"role": "assistant", "content": None, "tool_calls": [

@@ -194,6 +194,26 @@ def call_key(call: Any) -> str:
     return dumps_json({"name": name, "arguments": arguments}, sort_keys=True, separators=(",", ":"))
 
 
+def repeated_calls(calls: Any) -> list[str]:
+    """Where a list of calls makes the same call twice (one ``call_key``: same name, same
+    arguments however written): ``["call 1 repeats call 0 (prime_factors with the same
+    arguments)"]``, ``[]`` when every call differs. One request needs one call, so a repeat is
+    never right in a single answer; unreadable calls are left to ``validate_calls``."""
+    first: dict[str, int] = {}
+    problems = []
+    for index, call in enumerate(calls if isinstance(calls, (list, tuple)) else []):
+        try:
+            key = call_key(call)
+        except CallError:
+            continue
+        if key in first:
+            name = parse_call(call)[0]
+            problems.append(f"call {index} repeats call {first[key]} ({name} with the same arguments)")
+        else:
+            first[key] = index
+    return problems
+
+
 @dataclass
 class Pairing:
     """Which call each ``tool`` message answers.

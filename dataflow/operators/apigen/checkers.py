@@ -82,7 +82,8 @@ class FormatChecker(OperatorABC):
     (``dataflow.validate_calls``), and (``check_grounding``, on by default) every argument value
     must come from the query or the tool's spec (enum, default, boolean): a row with an invented
     value is dropped as ``failed_grounding: ...``, and a row with no call whose query names what a
-    listed tool does (``servable_query``) as ``failed_irrelevance: ...``. Tools come from the row (``input_tools_key``):
+    listed tool does (``servable_query``) as ``failed_irrelevance: ...``. A row that makes the same
+    call twice (``repeated_calls``) is dropped as ``failed_repeated_call: ...``, grounding or not. Tools come from the row (``input_tools_key``):
     a row's own tools win, as in ``SemanticChecker``; ``tools=`` (a list, a JSON file path, or a
     Python module path) serves the rows that carry none."""
 
@@ -113,7 +114,7 @@ class FormatChecker(OperatorABC):
                       output_key: str = "format_valid", output_reason_key: str = "format_reason",
                       input_query_key: str = "query") -> list[RowOutcome]:
         from ...tools.validation import compile_tools
-        from ...tools.calls import read_calls
+        from ...tools.calls import read_calls, repeated_calls
 
         fixed = compile_tools(self.tools, allow_dots=self.allow_dots) if self.tools is not None else None
         outcomes = []
@@ -126,6 +127,10 @@ class FormatChecker(OperatorABC):
                 continue
             answers = row.get(input_answers_key, row.get("function_calls"))
             errors = toolset.validate(answers)
+            repeats = [] if errors else repeated_calls(read_calls(answers))
+            if repeats:  # one request, one call: the same call twice is never the answer
+                outcomes.append(self._verdict(row, repeats, output_key, output_reason_key, code="failed_repeated_call"))
+                continue
             if errors or not self.check_grounding:
                 outcomes.append(self._verdict(row, errors, output_key, output_reason_key))
                 continue

@@ -204,13 +204,19 @@ class APIGenGenerator(StructuredLLMOperator):
         return self._drop_repeats(outcomes, output_query_key)  # type: ignore[arg-type]
 
     def _pair_problem(self, query: str, answers: list[dict], plan: dict) -> str | None:
-        """Why a pair is worth re-asking: a copied example, or a call value the query lacks."""
+        """Why a pair is worth re-asking: a copied example, the same call twice, or a call value the
+        query lacks."""
         from .checkers import ungrounded_calls
+        from ...tools.calls import repeated_calls
         from .novelty import copied_example, example_queries
 
         copied = copied_example(query, example_queries(plan["examples"]), self.seed_queries)
         if copied:
             return f"the query {query!r} copies an example; do not reuse example queries"
+        repeats = repeated_calls(answers)
+        if repeats:
+            return (f"the calls for the query {query!r} repeat themselves (" + "; ".join(repeats) + "); write a query "
+                    "whose requests differ (other values), one call per request")
         ungrounded = ungrounded_calls(query, answers, plan["tools"])
         if ungrounded:
             return f"the calls use values that the query {query!r} does not state (" + "; ".join(ungrounded) + ")"

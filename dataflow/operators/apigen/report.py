@@ -14,8 +14,8 @@ from typing import Any, Iterable
 STAGES = {"NoveltyFilter": "copied_example", "FormatChecker": "failed_format",
           "ExecutionChecker": "failed_execution", "SemanticChecker": "failed_semantic"}
 #: reason codes with a row of their own (any other code counts in its stage's row)
-CODES = ("copied_example", "duplicate_query", "failed_format", "failed_grounding", "failed_irrelevance",
-         "failed_execution", "failed_semantic")
+CODES = ("copied_example", "duplicate_query", "failed_format", "failed_repeated_call", "failed_grounding",
+         "failed_irrelevance", "failed_execution", "failed_semantic")
 
 
 def stage_table(reports: Iterable[Any], duplicates_dropped: int = 0, reasked: int = 0) -> dict:
@@ -59,10 +59,11 @@ def format_stage_table(table: dict) -> str:
     rows = [
         ("generated", table["generated"]),
         ("  duplicate queries dropped", table.get("duplicates_dropped", 0)),
-        ("  replies re-asked (copy / ungrounded)", table.get("reasked", 0)),
+        ("  replies re-asked (copy / repeat / ungrounded)", table.get("reasked", 0)),
         ("copied example", table.get("copied_example", 0)),
         ("repeated query", table.get("duplicate_query", 0)),
         ("failed format", table["failed_format"]),
+        ("same call twice", table.get("failed_repeated_call", 0)),
         ("failed grounding", table.get("failed_grounding", 0)),
         ("no call, but a tool fits", table.get("failed_irrelevance", 0)),
         ("failed execution", table["failed_execution"]),
