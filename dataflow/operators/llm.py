@@ -3,6 +3,14 @@
 An LLM operator is a reply model (pydantic), a prompt template and a ``finish(row, reply)``
 function on the shared structured round (``dataflow.core.rounds.structured_round``)::
 
+    from pydantic import BaseModel, ConfigDict
+    from dataflow.core import RowOutcome, Text, merge_row, text_value
+    from dataflow.operators.llm import StructuredLLMOperator
+
+    class SummaryReply(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        summary: Text(200)
+
     class Summarizer(StructuredLLMOperator):
         prompt_names = ("summarizer",)                     # dataflow/prompts/templates/summarizer.j2
 
@@ -14,6 +22,7 @@ function on the shared structured round (``dataflow.core.rounds.structured_round
                 rows, lambda row: {"text": text_value(row, input_text_key)}, SummaryReply,
                 lambda row, reply: RowOutcome.keep(merge_row(row, **{output_key: reply.summary})))
 
+``ScenarioExtractor`` (``conversations/scenario.py``) is a real one of this size.
 Here the round also re-asks a reply whose text copies a run of words from the system prompt that
 asked for it (``dataflow.quality.prompt_echo``), unless ``echo_check = False``.
 """
