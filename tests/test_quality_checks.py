@@ -459,8 +459,20 @@ def _duplicate_a_tool(row):
     return "near_duplicate_tools"
 
 
+def _repeat_a_call(row):
+    index = _last(row["messages"], lambda m: m.get("tool_calls"))
+    calls = row["messages"][index]["tool_calls"]
+    again = json.loads(json.dumps(calls[0]))
+    again["id"] += "_again"
+    again["function"]["arguments"] = json.dumps(dict(reversed(json.loads(again["function"]["arguments"]).items())))
+    calls.append(again)
+    result = next(m for m in row["messages"][index:] if m.get("tool_call_id") == calls[0]["id"])
+    row["messages"].insert(index + len(calls), {**result, "tool_call_id": again["id"]})
+    return "repeated_call"
+
+
 MUTATIONS = [_invent_argument, _echo_result, _degenerate_result, _ignore_results, _drop_final_answer,
-             _leak_second_user_turn, _declare_unused_tool, _duplicate_a_tool]
+             _leak_second_user_turn, _declare_unused_tool, _duplicate_a_tool, _repeat_a_call]
 
 
 @pytest.mark.parametrize("mutate", MUTATIONS, ids=[m.__name__.strip("_") for m in MUTATIONS])

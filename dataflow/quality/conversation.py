@@ -27,6 +27,8 @@ conversation, ``"<code>: <detail>"`` from the single checks):
 - ``unused_tool``: a declared tool that no call uses. The tools of a generated conversation are
   the task's own (one per sub-task), so an unused one is a skipped step; data whose tool lists
   carry distractors should drop this code;
+- ``repeated_call``: one assistant turn makes the same call twice (``dataflow.tools.repeated_calls``:
+  same name, same arguments); across turns a call may be repeated (a state may have changed);
 - ``invalid_call``: a call whose arguments cannot be read (``dataflow.tools.parse_call``); the
   structural checks report it in full.
 
@@ -39,6 +41,7 @@ import json
 import re
 from typing import Any, Sequence
 
+from ..tools.calls import repeated_calls
 from ..tools.validation import parse_call
 from ._values import (
     STOPWORDS, Evidence, as_date_time, dates_in, is_number, leaves, maybe_json, number_key, numbers_in, times_in,
@@ -141,6 +144,8 @@ def conversation_problems(messages: list[dict], tools: list[dict]) -> list[str]:
             user_numbers |= context.add(text)
             turn_results = []
         elif role == "assistant" and message.get("tool_calls"):
+            for repeat in repeated_calls(message["tool_calls"]):
+                problems.append(f"repeated_call: {where}: {repeat}")
             for call in message["tool_calls"]:
                 name, arguments, problem = parse_call(call)
                 call_where = f"message {index} call {_call_id(call)} ({name})"
