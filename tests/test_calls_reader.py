@@ -184,3 +184,16 @@ def test_tools_key_is_equal_for_the_same_tools_in_any_order_or_dialect():
     assert tools_key([weather]) != key and tools_key([]) == "[]"
     with pytest.raises(ToolSpecError):
         tools_key([weather, weather])
+
+
+def test_pair_results_edge_cases():
+    # a result before any call is an orphan (not an error)
+    assert pair_results([{"role": "tool", "tool_call_id": "c1", "content": "x"}]).orphans == [0]
+    # a call without a function name is paired under the name ""
+    nameless = [{"role": "assistant", "tool_calls": [{"id": "c1", "function": {"arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "x"}]
+    assert pair_results(nameless).results == {1: ("c1", "")}
+    # a tool_call_id that is not a string is no id: the result pairs by order
+    odd = [{"role": "assistant", "tool_calls": [_call("c1")]}, {"role": "tool", "tool_call_id": 5, "content": "x"}]
+    pairing = pair_results(odd)
+    assert pairing.results == {1: ("c1", "f")} and pairing.by_order is True
