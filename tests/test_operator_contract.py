@@ -224,3 +224,86 @@ def test_require_llm_and_prompt_templates(tmp_path):
     two = TwoPrompts()
     assert two.prompt_hash != packaged.prompt_hash
     assert TwoPrompts(prompt_template={"atom_task_generator": text}).prompt_hash != two.prompt_hash
+
+
+class StepSeen(OperatorABC):
+    """Records the step label a backend would see while its rows are processed."""
+
+    seen: list = []
+
+    def run(self, storage, input_text_key="text"):
+        return self._run_keys(storage, {"input_text_key": input_text_key})
+
+    def process_batch(self, rows, input_text_key="text"):
+        from dataflow.core.llm import CURRENT_STEP
+
+        StepSeen.seen.append(CURRENT_STEP.get())
+        return [RowOutcome.keep(row) for row in rows]
+
+
+def test_a_running_step_says_so_and_names_itself_to_the_backend(tmp_path, capsys):
+    from dataflow.core.llm import CURRENT_STEP
+
+    StepSeen.seen = []
+    storage = _input(tmp_path, ["a", "b"])
+    StepSeen().run(storage.step())
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "step 1 StepSeen: 2 rows in" and StepSeen.seen == ["step 1 StepSeen"]
+    assert CURRENT_STEP.get() is None
+    again = FileStorage(str(tmp_path / "in.jsonl"), cache_path=str(tmp_path / "cache"))
+    StepSeen().run(again.step())  # reused: no start line, nothing processed
+    assert "rows in" not in capsys.readouterr().err and StepSeen.seen == ["step 1 StepSeen"]
+
+
+PROGRESS_SCRIPT = r'''
+import json, sys
+from pathlib import Path
+from dataflow.core import OperatorABC, RowOutcome
+from dataflow.serving import APILLMServing_request
+from dataflow.serving.fake_server import FakeOpenAIServer
+from dataflow.utils.storage import FileStorage
+
+class Ask(OperatorABC):
+    def run(self, storage, input_text_key="text"):
+        return self._run_keys(storage, {"input_text_key": input_text_key})
+    def process_batch(self, rows, input_text_key="text"):
+        self.llm_serving.generate_from_input([r[input_text_key] for r in rows])
+        return [RowOutcome.keep(r) for r in rows]
+
+work = Path(sys.argv[1])
+(work / "in.jsonl").write_text("".join(json.dumps({"text": f"q{i}"}) + "\n" for i in range(6)))
+with FakeOpenAIServer(latency=0.2) as server:
+    llm = APILLMServing_request(api_url=server.url, model_name="m", max_workers=2)
+    Ask(llm).run(FileStorage(str(work / "in.jsonl"), cache_path=str(work / "cache")).step())
+'''
+
+
+def test_the_progress_bar_on_a_terminal_is_named_after_the_step(tmp_path):
+    """tqdm draws only on a terminal: the script runs with stderr on a pseudo-terminal."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    import fcntl
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a new pty is 0 x 0
+    proc = subprocess.Popen([sys.executable, "-c", PROGRESS_SCRIPT, str(tmp_path)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=secondary)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=60) == 0
+    text = b"".join(chunks).decode(errors="replace")
+    assert "step 1 Ask: 6 rows in" in text
+    assert "step 1 Ask:" in text.replace("step 1 Ask: 6 rows in", "") and "req" in text, text[-2000:]

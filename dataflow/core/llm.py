@@ -7,6 +7,7 @@ Every backend answers a batch with one ``LLMResult`` per input, in order. A fail
 from __future__ import annotations
 
 import abc
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -14,6 +15,10 @@ Message = dict[str, Any]
 Conversation = list[Message]
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+
+#: the pipeline step whose rows are being processed (``"step 6 MultiTurnConversationGenerator"``),
+#: set by ``OperatorABC._run_step``; backends name their progress bars after it
+CURRENT_STEP: ContextVar[str | None] = ContextVar("dataflow_current_step", default=None)
 
 
 def prompt_messages(system: str, user: str) -> Conversation:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from .errors import ConfigError, MissingColumnError
+from .llm import CURRENT_STEP
 from .runner import active_runner
 
 
@@ -265,7 +266,13 @@ class OperatorABC(abc.ABC):
         before = serving.stats.as_dict() if serving is not None else {}
         fn = batch_fn or self.process_batch
         runner = active_runner()
-        outcomes = runner.run_batches(self, fn, rows) if runner is not None else fn(rows)
+        label = f"step {storage.operator_step + 1} {name}"
+        print(f"{label}: {len(rows)} rows in", file=sys.stderr, flush=True)
+        token = CURRENT_STEP.set(label)
+        try:
+            outcomes = runner.run_batches(self, fn, rows) if runner is not None else fn(rows)
+        finally:
+            CURRENT_STEP.reset(token)
         if len(outcomes) != len(rows):
             raise RuntimeError(f"{name}.process_batch returned {len(outcomes)} outcomes for {len(rows)} rows")
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..core.errors import ConfigError, ServingError
-from ..core.llm import Conversation, LLMResult, LLMServingABC
+from ..core.llm import CURRENT_STEP, Conversation, LLMResult, LLMServingABC
 from ..core.strict import strict_schema
 from ._aio import run_sync
 from .response_cache import CachedResponse, ResponseCache, request_key
@@ -704,7 +704,7 @@ def _progress_bar(owner: APILLMServing_request, total: int, n_cached: int):
         return None
     from tqdm import tqdm
 
-    bar = tqdm(total=total, initial=n_cached, desc=owner.model_name, unit="req", file=sys.stderr,
+    bar = tqdm(total=total, initial=n_cached, desc=CURRENT_STEP.get() or owner.model_name, unit="req", file=sys.stderr,
                disable=None, leave=False, dynamic_ncols=True)
     if bar.disable:
         bar.close()
