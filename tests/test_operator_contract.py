@@ -4,6 +4,7 @@ and what a reused step reports, template overrides and the runner hook."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -63,8 +64,10 @@ def test_outcomes():
     assert RowOutcome.keep_advisory({"a": 1}, "failed_x: y") == RowOutcome("ok", [{"a": 1}], None, "failed_x: y")
     assert RowOutcome.fail("llm_error: x") == RowOutcome("failed", [], "llm_error: x")
     assert RowOutcome.drop("dup: x") == RowOutcome("filtered", [], "dup: x")
-    for make in (RowOutcome.fail, RowOutcome.drop, lambda r: RowOutcome.keep_advisory({}, r)):
-        with pytest.raises(ValueError, match="needs a reason"):
+    for make, message in ((RowOutcome.fail, "a failed row needs a reason"),
+                          (RowOutcome.drop, "a filtered row needs a reason"),
+                          (lambda r: RowOutcome.keep_advisory({}, r), "an advisory rejection needs a reason")):
+        with pytest.raises(ValueError, match=f"^{message}$"):
             make("")
 
 
@@ -104,31 +107,42 @@ def test_summary_line():
 
 
 def test_a_step_writes_kept_rows_rejected_rows_counts_and_manifest(tmp_path, capsys):
-    storage = _input(tmp_path, ["ok", "bad", "skip", "two", "meh"])
-    serving = FakeLLMServing(lambda m, s: "fine")
+    storage = _input(tmp_path, ["ok", "bad", "skip", "two", "meh", "meh"])
+    cache_dirs = []
+
+    class Serving(FakeLLMServing):
+        def use_cache_dir(self, cache_dir):
+            cache_dirs.append(cache_dir)
+
+    serving = Serving(lambda m, s: "fine")
     op = Tag(serving, label="L")
+    assert op.last_report is None
     report = op.run(storage.step())
-    assert (report.rows_in, report.rows_out, report.kept, report.failed, report.filtered) == (5, 4, 3, 1, 1)
+    assert cache_dirs == [str(tmp_path / "cache")]
+    assert report.operator == "Tag" and 0 <= report.seconds < 60
+    assert (report.rows_in, report.rows_out, report.kept, report.failed, report.filtered) == (6, 5, 4, 1, 1)
     assert report.failed_by_reason == {"llm_error": 1} and report.filtered_by_reason == {"too short": 1}
-    assert report.advisory_by_reason == {"failed_semantic": 1}
-    assert report.llm["requests_sent"] == 5 and report.llm["succeeded"] == 5 and not report.reused
+    assert report.advisory_by_reason == {"failed_semantic": 2}
+    assert report.llm["requests_sent"] == 6 and report.llm["succeeded"] == 6 and not report.reused
     assert report.step == 1 and report.output_file == str(tmp_path / "cache" / "dataflow_cache_step1.jsonl")
     assert op.last_report is report and storage.reports == [report]
     assert capsys.readouterr().err.strip().splitlines()[-1] == report.summary_line()
 
     rows = storage.step().read("dict")
     assert rows == [{"text": "ok", "n": 0, "tag": "L"}, {"text": "two", "n": 3, "tag": 1},
-                    {"text": "two", "n": 3, "tag": 2, "extra": "e"}, {"text": "meh", "n": 4, "tag": 0}]
+                    {"text": "two", "n": 3, "tag": 2, "extra": "e"}, {"text": "meh", "n": 4, "tag": 0},
+                    {"text": "meh", "n": 5, "tag": 0}]
     manifest = json.loads(Path(report.output_file + ".manifest.json").read_text())
     assert manifest["columns"] == ["text", "n", "tag", "extra"]
     assert manifest["operator"] == "Tag" and manifest["operator_module"] == __name__
     assert manifest["parameters"] == {"input_text_key": "text", "input_extra_keys": None, "output_key": "tag",
                                       "label": "L"}
     assert manifest["model"] == "fake-model" and manifest["prompt_hash"] == op.prompt_hash
-    assert manifest["counts"] == {"rows_in": 5, "rows_out": 4, "kept": 3, "failed": 1, "filtered": 1,
+    assert manifest["input_fingerprint"] == hashlib.sha256((tmp_path / "in.jsonl").read_bytes()).hexdigest()
+    assert manifest["counts"] == {"rows_in": 6, "rows_out": 5, "kept": 4, "failed": 1, "filtered": 1,
                                   "failed_by_reason": {"llm_error": 1}, "filtered_by_reason": {"too short": 1},
-                                  "advisory_by_reason": {"failed_semantic": 1}}
-    assert manifest["llm"]["requests_sent"] == 5
+                                  "advisory_by_reason": {"failed_semantic": 2}}
+    assert manifest["llm"]["requests_sent"] == 6
     rejected = [json.loads(line) for line in
                 (tmp_path / "cache" / "dataflow_cache_step1.rejected.jsonl").read_text().splitlines()]
     assert rejected == [
@@ -144,6 +158,7 @@ def test_a_reused_step_reports_the_counts_it_had(tmp_path, capsys):
     serving = FakeLLMServing(lambda m, s: "fine")
     again = Tag(serving).run(again_storage.step())
     assert again.reused and serving.calls == [] and again.llm == {}
+    assert again.operator == "Tag" and 0 <= again.seconds < 60
     for name in ("rows_in", "rows_out", "kept", "failed", "filtered", "failed_by_reason", "filtered_by_reason",
                  "advisory_by_reason", "step", "output_file"):
         assert getattr(again, name) == getattr(first, name), name
@@ -155,8 +170,9 @@ def test_a_reused_step_reports_the_counts_it_had(tmp_path, capsys):
 def test_input_columns_are_checked_before_any_call_also_in_a_list(tmp_path):
     storage = _input(tmp_path, ["ok"])
     serving = FakeLLMServing(lambda m, s: "fine")
-    with pytest.raises(MissingColumnError, match=r"Tag: input_extra_keys='missing'"):
+    with pytest.raises(MissingColumnError, match=r"Tag: input_extra_keys='missing'") as info:
         Tag(serving).run(storage.step(), input_extra_keys=["n", "missing"])
+    assert f"does not exist in {tmp_path / 'in.jsonl'} (columns are: text, n)" in str(info.value)
     assert serving.calls == []
     report = Tag(serving).run(_input(tmp_path, ["ok"]).step(), input_extra_keys=["n", "text"])
     assert report.rows_out == 1
@@ -307,3 +323,28 @@ def test_the_progress_bar_on_a_terminal_is_named_after_the_step(tmp_path):
     text = b"".join(chunks).decode(errors="replace")
     assert "step 1 Ask: 6 rows in" in text
     assert "step 1 Ask:" in text.replace("step 1 Ask: 6 rows in", "") and "req" in text, text[-2000:]
+
+
+def test_a_reused_step_whose_manifest_lacks_counts_reports_zero(tmp_path):
+    storage = _input(tmp_path, ["ok"])
+    report = Tag().run(storage.step())
+    path = Path(report.output_file + ".manifest.json")
+    manifest = json.loads(path.read_text())
+    manifest["counts"] = {"rows_out": 1}
+    path.write_text(json.dumps(manifest))
+    again = Tag().run(_input(tmp_path, ["ok"]).step())
+    assert again.reused and (again.rows_in, again.rows_out, again.kept, again.failed, again.filtered) == (0, 1, 0, 0, 0)
+    assert again.failed_by_reason == again.filtered_by_reason == again.advisory_by_reason == {}
+
+
+def test_an_outcome_without_a_reason_counts_as_unknown_and_parameters_are_json(tmp_path):
+    class Odd(Tag):
+        def process_batch(self, rows, **keys):
+            return [RowOutcome("failed"), RowOutcome("filtered")]
+
+    op = Odd(label=Path("/some/where"))  # not JSON: recorded as its repr
+    report = op.run(_input(tmp_path, ["a", "b"]).step())
+    assert report.failed_by_reason == {"unknown": 1} and report.filtered_by_reason == {"unknown": 1}
+    manifest = json.loads(Path(report.output_file + ".manifest.json").read_text())
+    assert manifest["parameters"]["label"] == repr(Path("/some/where"))
+    assert list(manifest["parameters"]) == sorted(manifest["parameters"])

@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .llm import LLMServingABC
 
 OK, FAILED, FILTERED = "ok", "failed", "filtered"
+#: the ``RunReport`` counts a step's manifest keeps (and a reused step reports again)
+COUNT_FIELDS = ("rows_in", "rows_out", "kept", "failed", "filtered", "failed_by_reason", "filtered_by_reason",
+                "advisory_by_reason")
 
 
 @dataclass
@@ -238,28 +241,16 @@ class OperatorABC(abc.ABC):
             "parameters": _jsonable(
                 {**{k: v for k, v in inputs.items()}, **outputs, **(params or {})}
             ),
-            "model": getattr(serving, "model_name", None) if serving is not None else None,
+            "model": serving.model_name if serving is not None else None,
             "prompt_hash": self.prompt_hash,
             "input_fingerprint": storage.input_fingerprint(),
         }
         previous = storage.find_reusable(manifest)
-        if previous is not None:
-            counts = previous.get("counts", {})
-            report = RunReport(
-                operator=name,
-                step=storage.operator_step + 1,
-                output_file=storage.output_path(),
-                rows_in=counts.get("rows_in", 0),
-                rows_out=counts.get("rows_out", 0),
-                kept=counts.get("kept", 0),
-                failed=counts.get("failed", 0),
-                filtered=counts.get("filtered", 0),
-                failed_by_reason=counts.get("failed_by_reason", {}),
-                filtered_by_reason=counts.get("filtered_by_reason", {}),
-                advisory_by_reason=counts.get("advisory_by_reason", {}),
-                reused=True,
-                seconds=time.perf_counter() - started,
-            )
+        if previous is not None:  # the counts it had (a count the manifest lacks is 0)
+            counts = previous.get("counts") or {}
+            report = RunReport(operator=name, step=storage.operator_step + 1, output_file=storage.output_path(),
+                               reused=True, **{k: counts[k] for k in COUNT_FIELDS if k in counts})
+            report.seconds = time.perf_counter() - started
             return self._finish(storage, report)
 
         rows = storage.read(output_type="dict")
@@ -294,17 +285,13 @@ class OperatorABC(abc.ABC):
             rejected.append(
                 {**row, "_operator": name, "_input_row": index, "_status": outcome.status, "_reason": outcome.reason}
             )
-        out_columns = list(columns)
+        out_columns = list(columns)  # then the declared outputs; storage adds any other column of the rows
         for column in outputs.values():
             if column not in out_columns:
                 out_columns.append(column)
-        for r in kept_rows:
-            for column in r:
-                if column not in out_columns:
-                    out_columns.append(column)
 
         after = serving.stats.as_dict() if serving is not None else {}
-        llm_delta = {k: after[k] - before.get(k, 0) for k in after}
+        llm_delta = {k: after[k] - before[k] for k in after}
         report = RunReport(
             operator=name,
             step=storage.operator_step + 1,
@@ -319,11 +306,7 @@ class OperatorABC(abc.ABC):
             advisory_by_reason=dict(advisory_by),
             llm=llm_delta,
         )
-        manifest["counts"] = {
-            k: getattr(report, k)
-            for k in ("rows_in", "rows_out", "kept", "failed", "filtered", "failed_by_reason", "filtered_by_reason",
-                      "advisory_by_reason")
-        }
+        manifest["counts"] = {k: getattr(report, k) for k in COUNT_FIELDS}
         manifest["llm"] = llm_delta
         storage.write(kept_rows, columns=out_columns, manifest=manifest, rejected=rejected)
         report.seconds = time.perf_counter() - started
