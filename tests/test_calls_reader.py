@@ -197,3 +197,11 @@ def test_pair_results_edge_cases():
     odd = [{"role": "assistant", "tool_calls": [_call("c1")]}, {"role": "tool", "tool_call_id": 5, "content": "x"}]
     pairing = pair_results(odd)
     assert pairing.results == {1: ("c1", "f")} and pairing.by_order is True
+
+
+def test_repeated_calls_reads_past_an_unreadable_call():
+    from dataflow.tools import repeated_calls
+
+    calls = [{"arguments": {}}, {"name": "f", "arguments": {"a": 1}}, {"name": "f", "arguments": '{"a": 1}'}]
+    assert repeated_calls(calls) == ["call 2 repeats call 1 (f with the same arguments)"]
+    assert repeated_calls("not a list") == []
