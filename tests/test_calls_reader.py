@@ -205,3 +205,14 @@ def test_repeated_calls_reads_past_an_unreadable_call():
     calls = [{"arguments": {}}, {"name": "f", "arguments": {"a": 1}}, {"name": "f", "arguments": '{"a": 1}'}]
     assert repeated_calls(calls) == ["call 2 repeats call 1 (f with the same arguments)"]
     assert repeated_calls("not a list") == []
+
+
+def test_every_error_raised_on_purpose_is_a_dataflow_error():
+    from dataflow.core.errors import DataFlowError, InvalidInput, Reask
+    from dataflow.operators.formats import RowError
+
+    for error in (CallError, RowError, InvalidInput):
+        assert issubclass(error, DataFlowError) and issubclass(error, ValueError)
+    assert issubclass(Reask, DataFlowError)
+    with pytest.raises(DataFlowError):
+        read_calls("{not json")

@@ -11,7 +11,9 @@ Hierarchy::
     ├── ServingError              the LLM backend cannot serve at all (unreachable, refused)
     ├── PromptRenderError         a prompt template failed to render (or tried to escape the sandbox)
     ├── InvalidInput              one row's input cannot be prompted; that row fails, the step goes on
-    └── Reask                     a well-formed reply is unusable; the row is asked again with feedback
+    ├── Reask                     a well-formed reply is unusable; the row is asked again with feedback
+    ├── CallError                 a call cannot be read (dataflow.tools.calls; also a ValueError)
+    └── RowError                  a reader or writer cannot convert a row (operators.formats; also a ValueError)
 
 A single failed LLM request is *not* an exception: it is an ``LLMResult`` with ``ok=False`` and a
 reason, and the operator records the row as failed. ``InvalidInput`` and ``Reask`` never leave an

@@ -27,13 +27,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.errors import DataFlowError
+
 __all__ = [
     "CallError", "read_arguments", "arguments_or_raise", "parse_call", "read_calls", "loads_strict", "nonfinite_path",
     "dumps_json", "dumps_arguments", "call_key", "Pairing", "pair_results",
 ]
 
 
-class CallError(ValueError):
+class CallError(DataFlowError, ValueError):
     """A call (or a conversation's calls and results) that cannot be read."""
 
 

@@ -38,6 +38,7 @@ import json
 import re
 from typing import Any, Callable, Iterable
 
+from ...core.errors import DataFlowError
 from ...tools.calls import (
     CallError, dumps_json, loads_strict, pair_results, parse_call, read_arguments, read_calls,
 )
@@ -55,7 +56,7 @@ HERMES_SYSTEM = (
 BY_ORDER_NOTE = "results_by_order: tool results without tool_call_id were paired with the calls by order"
 
 
-class RowError(ValueError):
+class RowError(DataFlowError, ValueError):
     """A row that a reader or writer cannot convert: what was expected, or what is wrong."""
 
 
