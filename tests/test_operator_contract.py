@@ -178,6 +178,17 @@ def test_input_columns_are_checked_before_any_call_also_in_a_list(tmp_path):
     assert report.rows_out == 1
 
 
+def test_a_step_after_one_that_rejected_every_row_runs_on_nothing(tmp_path, capsys):
+    """Every row failed upstream: the next step's input has no row and not the columns rows would
+    have had; it says '0 rows in' instead of naming a missing column."""
+    storage = _input(tmp_path, ["bad", "bad"])
+    serving = FakeLLMServing(lambda m, s: "fine")
+    assert Tag(serving).run(storage.step()).rows_out == 0
+    report = Tag(serving).run(storage.step(), input_text_key="tag_of_a_row_that_never_was")
+    assert (report.rows_in, report.rows_out, report.failed) == (0, 0, 0)
+    assert "step 2 Tag: 0 rows in" in capsys.readouterr().err
+
+
 def test_an_operator_without_serving_writes_a_manifest_without_model(tmp_path):
     storage = _input(tmp_path, ["ok"])
     report = Tag().run(storage.step())

@@ -229,7 +229,9 @@ class OperatorABC(abc.ABC):
         columns = storage.read_columns()
         for key, value in inputs.items():
             for column in [value] if isinstance(value, str) else (value or []):
-                if column not in columns:
+                # an empty table (every row rejected upstream) may lack columns its rows would have:
+                # the step runs on nothing and says "0 rows in"
+                if column not in columns and storage.read(output_type="dict"):
                     raise MissingColumnError(name, key, column, columns, storage.input_path())
 
         serving = self.llm_serving
