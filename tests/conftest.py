@@ -19,3 +19,13 @@ def fake_server():
 def no_api_key(monkeypatch):
     """Make sure no API key from the developer's environment leaks into a test."""
     monkeypatch.delenv("DF_API_KEY", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def fresh_tool_caches():
+    """Every test compiles the tool lists it validates: ``validate_calls`` caches compiled tool
+    sets by content and by identity, so without this a verdict could come from a tool set another
+    test compiled, and a mutation tester's forked worker would skip the code it changed."""
+    from dataflow.tools.validation import clear_cache
+
+    clear_cache()
