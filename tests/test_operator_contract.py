@@ -189,6 +189,22 @@ def test_a_step_after_one_that_rejected_every_row_runs_on_nothing(tmp_path, caps
     assert "step 2 Tag: 0 rows in" in capsys.readouterr().err
 
 
+def test_a_new_operator_version_runs_its_step_again_and_the_same_version_reuses_it(tmp_path):
+    storage = _input(tmp_path, ["ok"])
+    serving = FakeLLMServing(lambda m, s: "fine")
+    first = Tag(serving).run(storage.step())
+    assert "operator_version" not in json.loads(Path(first.output_file + ".manifest.json").read_text())
+
+    class Tag2(Tag):
+        version = 2
+
+    Tag2.__name__ = "Tag"  # the same operator, its code changed
+    assert not Tag2(serving).run(_input(tmp_path, ["ok"]).step()).reused
+    assert json.loads(Path(first.output_file + ".manifest.json").read_text())["operator_version"] == 2
+    assert Tag2(serving).run(_input(tmp_path, ["ok"]).step()).reused
+    assert len(serving.calls) == 2  # each run that was not reused asked (the fake backend keeps no cache)
+
+
 def test_an_operator_without_serving_writes_a_manifest_without_model(tmp_path):
     storage = _input(tmp_path, ["ok"])
     report = Tag().run(storage.step())

@@ -149,6 +149,11 @@ class OperatorABC(abc.ABC):
     #: row logic looks across the table (sampling from other rows, de-duplicating, row indexes)
     #: set False and always get the whole step in one call.
     rows_independent: ClassVar[bool] = True
+    #: the version of what this operator's code keeps and writes, when it has one: bump it when a
+    #: change to the code (a new check, say) changes the result, and steps made by an older
+    #: version run again instead of being reused (their LLM replies come from the response cache).
+    #: ``None`` (the default) leaves it out of the manifest.
+    version: ClassVar[int | None] = None
 
     def __init__(self, llm_serving: "LLMServingABC | None" = None, prompt_template: Any = None):
         self.llm_serving = llm_serving
@@ -247,6 +252,8 @@ class OperatorABC(abc.ABC):
             "prompt_hash": self.prompt_hash,
             "input_fingerprint": storage.input_fingerprint(),
         }
+        if self.version is not None:
+            manifest["operator_version"] = self.version
         previous = storage.find_reusable(manifest)
         if previous is not None:  # the counts it had (a count the manifest lacks is 0)
             counts = previous.get("counts") or {}

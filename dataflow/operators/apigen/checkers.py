@@ -87,6 +87,8 @@ class FormatChecker(OperatorABC):
     a row's own tools win, as in ``SemanticChecker``; ``tools=`` (a list, a JSON file path, or a
     Python module path) serves the rows that carry none."""
 
+    version = 2  # 2: failed_repeated_call
+
     def __init__(self, tools: Any = None, keep_failed: bool = False, allow_dots: bool = True,
                  check_grounding: bool = True):
         super().__init__()

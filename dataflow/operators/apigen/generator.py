@@ -97,6 +97,7 @@ class APIGenGenerator(StructuredLLMOperator):
 
     prompt_names = ("apigen_generator",)
     rows_independent = False  # plans use the row index; duplicate queries are dropped table-wide
+    version = 2  # 2: a pair that makes the same call twice is re-asked
 
     def __init__(self, llm_serving: Any = None, num_pairs: Any = None, styles: Any = None,
                  irrelevance_rate: float | None = None, personas: Any = None, config: Any = None,
