@@ -58,6 +58,9 @@ def test_loads_strict_refuses_the_constants_python_accepts():
     for text in ("NaN", '{"a": Infinity}', "[-Infinity]"):
         with pytest.raises(ValueError, match=r"is not a JSON number \(JSON has no NaN or Infinity\)"):
             loads_strict(text)
+    for text in ('{"a": 1e400}', "[-1e999]"):  # numbers too large for a float read as infinity: refused too
+        with pytest.raises(ValueError, match=r"is not a JSON number \(out of range\)"):
+            loads_strict(text)
 
 
 @pytest.mark.parametrize("call, expected", [

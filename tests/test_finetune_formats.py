@@ -296,3 +296,54 @@ def test_convert_writes_and_reads_trl_and_llamafactory(tmp_path):
     _convert("--input-path", str(single), "--format", "trl", "--output-path", str(tmp_path / "single.trl.jsonl"))
     (row,) = [json.loads(line) for line in (tmp_path / "single.trl.jsonl").read_text().splitlines()]
     assert read_record(row, "trl") == canonical_record(SINGLE_TURN)
+
+
+# -- awkward but legal records (found in review) ------------------------------------------------------
+def _parallel_record(results: list[tuple[str, str]], names: tuple[str, ...] = ("get_weather", "local_time")) -> dict:
+    calls = [_call(f"c{i}", name, {"city": "Faro"} if name == "get_weather" else {}) for i, name in enumerate(names)]
+    return {"messages": [{"role": "user", "content": "Weather in Faro and the time?"},
+                         {"role": "assistant", "tool_calls": calls},
+                         *[{"role": "tool", "tool_call_id": cid, "content": text} for cid, text in results],
+                         {"role": "assistant", "content": "Done."}],
+            "tools": [WEATHER, TIME]}
+
+
+def test_a_result_with_an_out_of_range_number_is_text_in_every_format(tmp_path):
+    # 1e400 is JSON text Python reads as inf: not a JSON number, so the result stays text (no crash)
+    record = canonical_record(_parallel_record([("c0", '{"v": 1e400}'), ("c1", "09:00")]))
+    done = write_records([record], tmp_path, "big", ["openai", "trl", "llamafactory", "hermes"])
+    assert done.rows == 1 and not done.skipped
+    for fmt, path in done.paths.items():
+        if fmt != "dataset_info":
+            (row,) = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+            assert read_record(row, fmt) == record, fmt
+
+
+def test_a_turn_that_answers_some_of_its_calls_is_refused():
+    # three calls, one result: formats without ids would pair it with the wrong call (or, in
+    # LLaMA-Factory, read its JSON list as the results of all three)
+    record = _parallel_record([("c1", "[1, 2, 3]")], names=("local_time", "local_time", "local_time"))
+    with pytest.raises(RowError, match="unanswered_call"):
+        canonical_record(record)
+    # calls with no results at all (a single-turn record) stay fine
+    assert canonical_record(SINGLE_PARALLEL)["messages"][-1]["tool_calls"]
+
+
+def test_a_system_message_after_the_start_is_refused_by_hermes():
+    record = canonical_record({"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "be brief"},
+                                            {"role": "assistant", "content": "ok"}], "tools": []})
+    assert read_record(write_record(record, "openai"), "openai") == record
+    with pytest.raises(RowError, match="system"):
+        write_record(record, "hermes")  # Hermes has one system turn, first: it would move the prompt
+
+
+def test_blank_system_prompts_and_edge_whitespace_read_back_equal():
+    record = canonical_record({"messages": [
+        {"role": "system", "content": " "}, {"role": "system", "content": "\n  You are terse.\n"},
+        {"role": "user", "content": "time?"}, {"role": "assistant", "tool_calls": [_call("t", "local_time", {})]},
+        {"role": "tool", "tool_call_id": "t", "content": "09:00"}, {"role": "assistant", "content": "It is 09:00.\n"}],
+        "tools": [TIME]})
+    assert [m["content"] for m in record["messages"] if m["role"] in ("system", "assistant")] == [
+        "You are terse.", None, "It is 09:00."]
+    for fmt in ("openai", "trl", "llamafactory", "hermes"):
+        assert read_record(json.loads(json.dumps(write_record(record, fmt))), fmt) == record, fmt

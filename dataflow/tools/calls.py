@@ -43,9 +43,17 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: JSON text that Python reads as infinity
+        raise ValueError(f"{text} is not a JSON number (out of range)")
+    return value
+
+
 def loads_strict(text: str) -> Any:
-    """``json.loads`` that refuses ``NaN``/``Infinity``/``-Infinity`` (Python's accepts them)."""
-    return json.loads(text, parse_constant=_reject_constant)
+    """``json.loads`` that refuses ``NaN``/``Infinity``/``-Infinity`` (Python's accepts them),
+    and numbers too large for a float (``1e400``, which it reads as infinity)."""
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def nonfinite_path(value: Any, path: str = "") -> str | None:

@@ -66,20 +66,32 @@ FILE_SUFFIX = {fmt: f"{fmt}.jsonl" for fmt in EXPORT_FORMATS}
 # -- the canonical record -------------------------------------------------------------------------
 def canonical_record(record: dict) -> dict:
     """Any OpenAI-like chat record (``messages`` + ``tools``; arguments as text or objects, ids
-    present or not) -> the canonical record (see the module doc). Raises ``RowError`` for a
-    message that is not OpenAI chat, an unreadable call, or a result that answers no call."""
+    present or not) -> the canonical record (see the module doc). System prompts and assistant
+    texts lose edge white space (readers of Hermes and ShareGPT strip it) and a blank system
+    prompt is dropped. Raises ``RowError`` for a message that is not OpenAI chat, an unreadable
+    call, a result that answers no call, or a turn that answers some of its calls but not all
+    (``unanswered_call``: formats without ids would pair its results with the wrong calls)."""
     chat = read_openai_row(record)
     pairing = pair_results(chat["messages"])
     open_calls: list[list] = []  # [given id, name, canonical id] of the latest assistant turn
+    answered = 0  # results of the latest assistant turn
     counter = 0
     messages: list[dict] = []
-    for index, message in enumerate(chat["messages"]):
-        role = message["role"]
-        if role in ("system", "user"):
+    for index, message in enumerate([*chat["messages"], None]):
+        role = message["role"] if message is not None else None
+        if role != "tool" and open_calls and answered:
+            raise RowError(f"unanswered_call: {', '.join(repr(c[1]) for c in open_calls)} of message {index - answered - 1}"
+                           " got no result while the other calls of that turn did")
+        if message is None:
+            break
+        if role == "system":  # a blank system prompt is none
+            if _text(message.get("content")).strip():
+                messages.append({"role": role, "content": _text(message.get("content")).strip()})
+        elif role == "user":
             messages.append({"role": role, "content": _text(message.get("content"))})
         elif role == "assistant":
-            out: dict[str, Any] = {"role": "assistant", "content": _text(message.get("content")) or None}
-            open_calls = []
+            out: dict[str, Any] = {"role": "assistant", "content": _text(message.get("content")).strip() or None}
+            open_calls, answered = [], 0
             if message.get("tool_calls"):
                 out["tool_calls"] = []
                 for call in message["tool_calls"]:
@@ -94,6 +106,7 @@ def canonical_record(record: dict) -> dict:
             given, name = pairing.results[index]
             match = next(c for c in open_calls if c[0] == given and c[1] == name)
             open_calls.remove(match)
+            answered += 1
             messages.append({"role": "tool", "tool_call_id": match[2], "name": name,
                              "content": _result_text(message.get("content"))})
     return {"messages": _results_in_call_order(messages), "tools": chat["tools"]}
@@ -296,7 +309,10 @@ def llamafactory_dataset_info(name: str, file_name: str) -> dict:
 
 
 def to_hermes_record(record: dict) -> dict:
-    """Canonical -> ShareGPT/Hermes row (``openai_messages_to_hermes``)."""
+    """Canonical -> ShareGPT/Hermes row (``openai_messages_to_hermes``). Raises ``RowError`` for a
+    system message after the first message (Hermes has one system turn, first)."""
+    if any(m["role"] == "system" for m in record["messages"][1:]):
+        raise RowError("Hermes holds one system prompt, first; this record has a system message later")
     return openai_messages_to_hermes(record["messages"], record["tools"])
 
 
