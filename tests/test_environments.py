@@ -408,3 +408,22 @@ def test_environment_operators_under_the_ray_runner(tmp_path):
         rows = storage.step().read(output_type="dict")
     assert report.kept == 4 and len(rows) == 4
     assert all(r["state_check"] == "passed" for r in rows)
+
+
+@pytest.mark.parametrize("focus, guess", [
+    ("status", "Your order {order} has shipped."),  # read-only: the state matches whatever is said
+    ("delivered", "Sorry, order {order} is delivered and cannot be cancelled."),  # refused: the state never changes
+])
+def test_an_answer_that_guesses_the_facts_without_calling_fails(focus, guess):
+    # the state is the expected one by accident (nothing was to change) and the answer holds the
+    # fact, but no tool result in the conversation shows it: a guess, not data to train on
+    (blueprint,) = _blueprints(focus)
+    order = blueprint["blueprint_calls"][0]["arguments"]["order_id"]
+
+    def responder(messages, schema):
+        if schema.get("title") == "AssistantTurnReply":
+            return {"tool_calls": [], "content": guess.format(order=order)}
+        return shop_responder(messages, schema)
+
+    (outcome,), _ = _converse(responder, [blueprint])
+    assert outcome.status == "failed" and outcome.reason.startswith("unsupported_fact: ")

@@ -15,7 +15,9 @@ Per blueprint row and attempt, on a fresh copy of the environment (``environment
 
 A finished conversation is kept only when the environment's final state equals the blueprint's
 ``expected_state`` (else ``state_mismatch: orders[O1002].status "processing" != expected
-"cancelled"``), its answers state every expected fact (``missing_fact``), and it passes
+"cancelled"``), its answers state every expected fact (``missing_fact``) and a tool result of the
+conversation shows it (``unsupported_fact``: a read-only or refused task leaves the state as
+expected whatever is said, so an answer that guesses the fact without a call would pass), and it passes
 ``check_conversation`` and ``dataflow.quality.conversation_problems`` (``unused_tool`` aside: an
 environment offers more tools than one task uses). A tool that hangs or kills its worker fails
 that conversation (``environment_error``), never the step.
@@ -364,9 +366,12 @@ class EnvironmentConversationGenerator(StructuredLLMOperator):
             if difference:
                 return f"state_mismatch: {'; '.join(difference)}"
         answers = [m["content"] for m in a.messages if m.get("role") == "assistant" and m.get("content")]
+        results = [m.get("content") or "" for m in a.messages if m.get("role") == "tool"]
         for fact in row.get(facts_key) or []:
             if ungrounded_arguments({"fact": fact}, None, answers):
                 return f"missing_fact: no answer states {fact!r}"
+            if ungrounded_arguments({"fact": fact}, None, results):  # stated, but never looked up: a guess
+                return f"unsupported_fact: no tool result of the conversation shows {fact!r}"
         problems = check_conversation(a.messages, tools)
         if problems:
             return f"invalid_conversation: {problems[0]}"
