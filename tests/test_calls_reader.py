@@ -167,6 +167,15 @@ def test_call_key_is_equal_for_calls_that_read_the_same():
     assert key == call_key('{"function_name": "f", "parameters": {"a": "é", "b": 1}}')
     assert call_key({"name": "f", "arguments": ""}) == call_key({"name": "f"}) == '{"arguments":{},"name":"f"}'
     assert call_key({"name": "f", "arguments": {"a": 1}}) != call_key({"name": "f", "arguments": {"a": 1.5}})
+    # one JSON number however written: 2 and 2.0 (found in review: a turn calling f(days=2) and f(days=2.0)
+    # escaped repeated_call)
+    assert call_key({"name": "f", "arguments": {"a": [2, {"b": -0.0}]}}) == call_key(
+        {"name": "f", "arguments": '{"a": [2.0, {"b": 0}]}'})
+    from dataflow.tools import repeated_calls
+
+    assert repeated_calls([{"name": "f", "arguments": {"a": 2}}, {"name": "f", "arguments": {"a": 2.0}}]) == [
+        "call 1 repeats call 0 (f with the same arguments)"]
+    assert call_key({"name": "f", "arguments": {"a": True}}) != call_key({"name": "f", "arguments": {"a": 1}})
     assert call_key({"name": "f", "arguments": {"a": 1}}) != call_key({"name": "g", "arguments": {"a": 1}})
     with pytest.raises(CallError, match="has no function name"):
         call_key({"arguments": {}})

@@ -196,12 +196,23 @@ def dumps_arguments(arguments: dict) -> str:
 def call_key(call: Any) -> str:
     """The canonical key of one call in any accepted shape: ``{"arguments":...,"name":...}`` as
     compact JSON with sorted keys, of the name and arguments ``parse_call`` reads. Two calls that
-    read the same (arguments as an object or a JSON string, in any key order, ``""`` or ``{}``)
-    have one key; raises ``CallError`` for a call that cannot be read."""
+    read the same (arguments as an object or a JSON string, in any key order, ``""`` or ``{}``,
+    ``2`` or ``2.0``) have one key; raises ``CallError`` for a call that cannot be read."""
     name, arguments, problem = parse_call(call)
     if problem:
         raise CallError(problem)
-    return dumps_json({"name": name, "arguments": arguments}, sort_keys=True, separators=(",", ":"))
+    return dumps_json({"name": name, "arguments": _whole_numbers(arguments)}, sort_keys=True, separators=(",", ":"))
+
+
+def _whole_numbers(value: Any) -> Any:
+    """``value`` with every integral float as an int (``2.0`` -> ``2``): one JSON number however written."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
 
 
 def repeated_calls(calls: Any) -> list[str]:
