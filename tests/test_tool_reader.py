@@ -12,7 +12,7 @@ import pytest
 from dataflow.core.errors import ToolSpecError
 from dataflow.tools import normalize_tool, pair_results, parse_call, read_arguments, read_calls, validate_calls
 from dataflow.tools.calls import CallError, dumps_json
-from dataflow.tools.validation import _accepts, _describe, _describe_rs, _validator_class, close_objects, compile_tool
+from dataflow.tools.validation import _accepts, _describe, _describe_rs, _validator_class, close_objects, CompiledTool
 
 
 def spec(name: str, properties: dict, required: list | None = None, **extra) -> dict:
@@ -245,7 +245,7 @@ def test_precheck_never_accepts_what_the_validator_rejects():
     rng = random.Random(3)
     cls = _validator_class()
     for tool in SAMPLE_TOOLS:
-        compiled = compile_tool(normalize_tool(tool))
+        compiled = CompiledTool(tool["function"]["name"], normalize_tool(tool))
         strict = cls(compiled.schema, format_checker=cls.FORMAT_CHECKER)
         names = list(compiled.schema["properties"]) + ["unknown"]
         for _ in range(500):
@@ -258,7 +258,7 @@ def test_messages_from_either_validator_read_the_same():
     rng = random.Random(4)
     cls = _validator_class()
     for tool in SAMPLE_TOOLS[:3]:
-        compiled = compile_tool(normalize_tool(tool))
+        compiled = CompiledTool(tool["function"]["name"], normalize_tool(tool))
         schema = close_objects(compiled.spec["function"]["parameters"])
         python = cls(schema, format_checker=cls.FORMAT_CHECKER)
         names = list(schema["properties"]) + ["unknown"]

@@ -373,7 +373,7 @@ def _random_value(rng: random.Random, depth: int = 0):
 def test_verdict_agrees_with_the_message_writer_on_the_example_tools():
     """jsonschema-rs gives the verdict, the Python validator the messages: on random arguments an
     invalid call always has a message and a valid one none."""
-    from dataflow.tools.validation import compile_tool
+    from dataflow.tools.validation import CompiledTool
 
     tools = json.loads((ROOT / "example_data/APIGen/function_definitions.json").read_text())
     tools.append(tool("geo", {"loc": {"type": "object", "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}}, "required": ["lat"]},
@@ -382,7 +382,7 @@ def test_verdict_agrees_with_the_message_writer_on_the_example_tools():
     cls = _validator_class()
     rng = random.Random(0)
     for spec in normalize_tools(tools):
-        compiled = compile_tool(spec)
+        compiled = CompiledTool(spec["function"]["name"], spec)
         python = cls(close_objects(spec["function"]["parameters"]), format_checker=cls.FORMAT_CHECKER)
         names = list(compiled.schema["properties"]) + ["unknown"]
         for _ in range(400):

@@ -180,3 +180,19 @@ def test_problems_with_the_call_list_itself():
         "call 0 (g): unknown function 'g' (available: f)", "call 1: has no function name",
         "call 2 (f): arguments must be a JSON object, got array"]
     assert validate_calls([{"name": "g"}], []) == ["call 0 (g): unknown function 'g' (available: none)"]
+
+
+def test_values_in_messages_are_json_text_cut_at_60_characters():
+    tools = [_tool({"s": {"type": "integer"}}, [], {})]
+    for value, shown in (("é" * 58, '"' + "é" * 58 + '"'), ("é" * 59, '"' + "é" * 56 + "...")):
+        assert validate_calls([{"name": "f", "arguments": {"s": value}}], tools) == [
+            f"call 0 (f): argument 's': {shown} is not of type 'integer'"]
+
+
+def test_messages_follow_the_schema_order_of_properties_and_items():
+    tools = [_tool({"b": {"type": "integer"}, "a": {"type": "integer"},
+                    "l": {"type": "array", "items": {"type": "integer"}}}, [], {})]
+    arguments = {"l": ["x", 1, "y"], "a": "x", "b": "y"}
+    assert validate_calls([{"name": "f", "arguments": arguments}], tools) == [
+        "call 0 (f): argument 'b': \"y\" is not of type 'integer'", "call 0 (f): argument 'a': \"x\" is not of type 'integer'",
+        "call 0 (f): argument 'l[0]': \"x\" is not of type 'integer'", "call 0 (f): argument 'l[2]': \"y\" is not of type 'integer'"]

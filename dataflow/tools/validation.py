@@ -43,13 +43,12 @@ from typing import Any, Iterable
 from ..core.errors import ToolSpecError
 from .calls import json_type as _json_type
 from .calls import loads_strict, parse_call
-from .spec import content_key, normalize_tools, schema_key
+from .spec import content_key, normalize_tools
 
-__all__ = ["validate_calls", "compile_tools", "compile_tool", "ToolSet", "CompiledTool", "parse_call",
+__all__ = ["validate_calls", "compile_tools", "ToolSet", "CompiledTool", "parse_call",
            "close_objects", "clear_cache", "ecma_search"]
 
 _TOOLSET_CACHE: "OrderedDict[Any, ToolSet]" = OrderedDict()
-_TOOL_CACHE: "OrderedDict[Any, CompiledTool]" = OrderedDict()
 _IDENTITY_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
 _CACHE_SIZE = 4096
 _MAX_VALUE_CHARS = 60
@@ -219,11 +218,11 @@ def _first_sighting(key: Any) -> bool:
 
 
 def clear_cache() -> None:
-    """Forget every compiled tool list."""
+    """Forget every compiled tool list and pattern."""
     _TOOLSET_CACHE.clear()
-    _TOOL_CACHE.clear()
     _IDENTITY_CACHE.clear()
     _SEEN.clear()
+    _PATTERNS.clear()
 
 
 def _shallow_ids(tools: Any) -> tuple:
@@ -232,18 +231,6 @@ def _shallow_ids(tools: Any) -> tuple:
     if isinstance(tools, dict):
         return tuple(map(id, tools.values()))
     return ()
-
-
-def compile_tool(spec: dict) -> CompiledTool:
-    """One *normalised* OpenAI tool spec -> ``CompiledTool`` (cached by content)."""
-    key = schema_key(spec)
-    cached = _TOOL_CACHE.get(key) if key is not None else None
-    if cached is not None:
-        return cached
-    tool = CompiledTool(spec["function"]["name"], spec)
-    if key is not None:
-        _remember(_TOOL_CACHE, key, tool)
-    return tool
 
 
 def close_objects(schema: Any) -> Any:
