@@ -71,3 +71,15 @@ def test_unknown_arguments_from_the_python_validator():
     for k in (1.0, 1):
         messages = validate_calls([{"name": "g", "arguments": {"k": k, "b": "s", "zz": 1}}], [branches])
         assert "call 0 (g): unknown argument 'zz'" in messages and not any("'b'" in m for m in messages)
+
+
+def test_pattern_properties_are_checked_with_ecma_patterns_on_both_paths():
+    tool = {"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"k": {"type": "integer"}},
+        "patternProperties": {"^x_\\d$": {"type": "string"}}, "additionalProperties": False}}}
+    for k in (1, 1.0):
+        messages = validate_calls([{"name": "f", "arguments": {"k": k, "x_1": 5, "x_2": "fine", "x_٣": "s"}}], [tool])
+        expected = ["call 0 (f): argument 'x_1': 5 is not of type 'string'", "call 0 (f): unknown argument 'x_٣'"]
+        if isinstance(k, float):
+            expected.append("call 0 (f): argument 'k': 1.0 is not of type 'integer'")
+        assert sorted(messages) == sorted(expected), k  # \d is ASCII digits only (ECMA-262)

@@ -218,11 +218,13 @@ def _first_sighting(key: Any) -> bool:
 
 
 def clear_cache() -> None:
-    """Forget every compiled tool list and pattern."""
+    """Forget every compiled tool list and pattern, and the Python validator class."""
+    global _VALIDATOR_CLASS
     _TOOLSET_CACHE.clear()
     _IDENTITY_CACHE.clear()
     _SEEN.clear()
     _PATTERNS.clear()
+    _VALIDATOR_CLASS = None
 
 
 def _shallow_ids(tools: Any) -> tuple:
@@ -658,12 +660,25 @@ def _validator_class() -> Any:
                     if ecma_search(rx, key):
                         yield from validator.descend(item, subschema, path=key, schema_path=rx)
 
+        def additional_properties(validator: Any, value: Any, instance: Any, schema: dict) -> Any:
+            # the keys no ``properties`` name and no ECMA-262 ``patternProperties`` pattern matches
+            # (jsonschema's own would match the patterns with Python's ``re``, whose \d matches "٣")
+            if not isinstance(instance, dict):
+                return
+            extras = _unknown_keys(instance, schema)
+            if isinstance(value, dict):
+                for extra in extras:
+                    yield from validator.descend(instance[extra], value, path=extra)
+            elif value is False and extras:
+                yield ValidationError(f"additional properties {extras!r} are not allowed")
+
         type_checker = Draft202012Validator.TYPE_CHECKER.redefine_many(
             {"integer": is_integer, "number": is_number}
         )
         _VALIDATOR_CLASS = validators.extend(
             Draft202012Validator, type_checker=type_checker,
-            validators={"pattern": pattern, "patternProperties": pattern_properties},
+            validators={"pattern": pattern, "patternProperties": pattern_properties,
+                        "additionalProperties": additional_properties},
         )
     return _VALIDATOR_CLASS
 
@@ -763,10 +778,7 @@ def _unexpected(error: Any) -> list[str]:
     if not isinstance(instance, dict):
         return []
     if error.validator == "additionalProperties":
-        schema = error.schema
-        props = schema.get("properties", {})
-        patterns = list(schema.get("patternProperties", {}))
-        return [k for k in instance if k not in props and not any(ecma_search(p, k) for p in patterns)]
+        return _unknown_keys(instance, error.schema)
     match = _QUOTED_LIST.search(error.message)
     if match:
         try:
@@ -775,6 +787,14 @@ def _unexpected(error: Any) -> list[str]:
         except (ValueError, SyntaxError):
             pass
     return []
+
+
+def _unknown_keys(instance: dict, schema: dict) -> list[str]:
+    """The keys of ``instance`` that ``schema``'s ``properties`` do not name and none of its
+    ``patternProperties`` (ECMA-262) matches."""
+    props = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
+    return [k for k in instance if k not in props and not any(ecma_search(p, k) for p in patterns)]
 
 
 def _closest(error: Any, prefix: tuple = ()) -> str:
