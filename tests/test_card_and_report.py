@@ -100,6 +100,18 @@ def test_load_dataset_works_on_the_folder_as_written(export):
         assert sum(split.num_rows for split in data.values()) == summary["rows"], config["config_name"]
 
 
+def test_the_card_of_an_empty_export_says_there_is_nothing_to_load():
+    """The newcomer run exported 0 rows: load_dataset raises on the empty files, so the card must
+    not tell the reader to call it."""
+    from dataflow.operators.formats.card import dataset_card
+
+    summary = {"pipeline": "func_call_synthesis", "rows": 0, "model": "m",
+               "files": {"openai": "x.openai.jsonl", "trl": "x.trl.jsonl"}}
+    card = dataset_card(summary, default="openai")
+    assert "This run exported no example" in card and "load_dataset(" not in card
+    assert "load_dataset(" in dataset_card({**summary, "rows": 3}, default="openai")
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 

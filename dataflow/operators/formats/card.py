@@ -202,11 +202,16 @@ def dataset_card(summary: dict, default: str | None = None, title: str | None = 
         for entry in config["data_files"]:
             lines.append(f"| `{config['config_name']}` | {entry['split']} | `{entry['path']}` | "
                          f"{FORMAT_NOTES[config['config_name']]} |")
-    lines += ["", "```python", "from datasets import load_dataset",
-              f"data = load_dataset(\"path/to/this/folder\")  # the `{formats[0] if formats else 'default'}` config"]
-    if len(formats) > 1:
-        lines.append(f"data = load_dataset(\"path/to/this/folder\", \"{formats[1]}\")")
-    lines += ["```", ""]
+    if int(summary.get("rows", 0)) == 0:  # datasets cannot read a table out of empty files
+        lines += ["", "**This run exported no example**: the files are empty, so there is nothing for "
+                  "`datasets.load_dataset` to load. The funnel below says why each row was rejected; the "
+                  "rejected rows and their reasons are in the step files' `*.rejected.jsonl`.", ""]
+    else:
+        lines += ["", "```python", "from datasets import load_dataset",
+                  f"data = load_dataset(\"path/to/this/folder\")  # the `{formats[0] if formats else 'default'}` config"]
+        if len(formats) > 1:
+            lines.append(f"data = load_dataset(\"path/to/this/folder\", \"{formats[1]}\")")
+        lines += ["```", ""]
     if "llamafactory" in formats:
         lines += ["LLaMA-Factory: `dataset_info.json` in this folder has the entry; point `dataset_dir` here.", ""]
     lines += ["## How it was made", "", f"- pipeline: `{summary.get('pipeline')}`", f"- model: `{summary.get('model')}`"]
