@@ -238,3 +238,13 @@ def test_a_file_replaced_while_it_is_opened_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(response_cache, "_identity", lambda info: next(identities))
     assert _refusal(tmp_path) == (f"cannot use the LLM response cache {tmp_path / CACHE_FILE_NAME}: it was replaced "
                                   f"while being opened — {FILE_HINT}")
+
+
+def test_a_database_with_our_table_and_others_names_only_the_others(tmp_path):
+    path = tmp_path / CACHE_FILE_NAME
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT, response TEXT NOT NULL, created REAL)")
+    conn.execute("CREATE TABLE accounts (a)")
+    conn.close()
+    assert _refusal(tmp_path) == (f"cannot use the LLM response cache {path}: it holds other tables (accounts), "
+                                  f"so it belongs to another program — {FILE_HINT}")
