@@ -148,58 +148,52 @@ def measure_new_tools(label: str, rows: list) -> dict:
     return _report(label, calls, started, errors)
 
 
-def measure_plain_jsonschema(label: str, rows: list, check_schema: bool) -> dict:
-    """The naive loop: a jsonschema validator per call on the raw schema (BFCL's ``dict``/``float``
-    mapped to JSON Schema names first, so the raw schemas are legal)."""
-    from jsonschema import Draft202012Validator
-
+def _plain_rows(rows: list) -> list:
+    """``(tools by name, calls)`` per row on the raw schemas, BFCL's ``dict``/``float`` mapped to JSON
+    Schema names first so that they are legal (no other dialect reading, no closed objects)."""
     def plain(schema):
         text = json.dumps(schema).replace('"dict"', '"object"').replace('"float"', '"number"')
         return json.loads(text)
 
-    prepared = [([(t["name"], plain(t["parameters"])) for t in tools], calls) for tools, calls in rows]
+    return [({t["name"]: plain(t["parameters"]) for t in tools}, calls) for tools, calls in rows]
+
+
+def _naive_loop(label: str, rows: list, check_tool, is_valid) -> dict:
+    """A naive loop over ``rows``: ``check_tool(schema)`` of every tool (when given), then
+    ``is_valid(schema, arguments)`` per call; a row with an unknown function counts as an error."""
+    prepared = _plain_rows(rows)
     calls_n = sum(len(c) for _, c in rows)
     started = _clock()
     errors = 0
-    for tools, calls in prepared:
-        by_name = dict(tools)
-        if check_schema:
+    for by_name, calls in prepared:
+        if check_tool is not None:
             for schema in by_name.values():
-                Draft202012Validator.check_schema(schema)
+                check_tool(schema)
         bad = False
         for call in calls:
             schema = by_name.get(call["name"])
-            if schema is None or any(True for _ in Draft202012Validator(schema).iter_errors(call["arguments"])):
+            if schema is None or not is_valid(schema, call["arguments"]):
                 bad = True
         errors += bad
     return _report(label, calls_n, started, errors)
+
+
+def measure_plain_jsonschema(label: str, rows: list, check_schema: bool) -> dict:
+    """The naive loop on ``jsonschema``: a ``Draft202012Validator`` per call on the raw schema,
+    with ``check_schema`` of every tool when asked."""
+    from jsonschema import Draft202012Validator
+
+    return _naive_loop(label, rows, Draft202012Validator.check_schema if check_schema else None,
+                       lambda schema, arguments: not any(True for _ in Draft202012Validator(schema).iter_errors(arguments)))
 
 
 def measure_plain_rs(label: str, rows: list) -> dict:
     """The naive loop on jsonschema-rs (the issue's reference): ``meta.is_valid`` of every tool,
-    then ``validator_for(parameters).is_valid(arguments)`` per call, on the raw schemas with BFCL's
-    type names mapped as in ``measure_plain_jsonschema``."""
+    then ``validator_for(parameters).is_valid(arguments)`` per call."""
     import jsonschema_rs
 
-    def plain(schema):
-        text = json.dumps(schema).replace('"dict"', '"object"').replace('"float"', '"number"')
-        return json.loads(text)
-
-    prepared = [([(t["name"], plain(t["parameters"])) for t in tools], calls) for tools, calls in rows]
-    calls_n = sum(len(c) for _, c in rows)
-    started = _clock()
-    errors = 0
-    for tools, calls in prepared:
-        by_name = dict(tools)
-        for schema in by_name.values():
-            jsonschema_rs.meta.is_valid(schema)
-        bad = False
-        for call in calls:
-            schema = by_name.get(call["name"])
-            if schema is None or not jsonschema_rs.validator_for(schema).is_valid(call["arguments"]):
-                bad = True
-        errors += bad
-    return _report(label, calls_n, started, errors)
+    return _naive_loop(label, rows, jsonschema_rs.meta.is_valid,
+                       lambda schema, arguments: jsonschema_rs.validator_for(schema).is_valid(arguments))
 
 
 def main() -> None:
