@@ -232,12 +232,13 @@ class OperatorABC(abc.ABC):
         name = type(self).__name__
         started = time.perf_counter()
         columns = storage.read_columns()
-        for key, value in inputs.items():
-            for column in [value] if isinstance(value, str) else (value or []):
-                # an empty table (every row rejected upstream) may lack columns its rows would have:
-                # the step runs on nothing and says "0 rows in"
-                if column not in columns and storage.read(output_type="dict"):
-                    raise MissingColumnError(name, key, column, columns, storage.input_path())
+        missing = [(key, column) for key, value in inputs.items()
+                   for column in ([value] if isinstance(value, str) else (value or [])) if column not in columns]
+        # an empty table (every row rejected upstream) may lack columns its rows would have: the
+        # step runs on nothing and says "0 rows in"
+        if missing and storage.read(output_type="dict"):
+            key, column = missing[0]
+            raise MissingColumnError(name, key, column, columns, storage.input_path())
 
         serving = self.llm_serving
         if serving is not None:
