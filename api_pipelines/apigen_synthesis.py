@@ -35,9 +35,9 @@ from dataflow.operators.apigen import (
     write_stage_table,
 )
 from dataflow.cli import run_pipeline_main
-from dataflow.operators.formats import convert_row, stratified_split
-from dataflow.operators.formats.card import license_of, run_summary, write_export_docs
-from dataflow.operators.formats.finetune import canonical_record, parse_formats, write_records
+from dataflow.exports import convert_row, stratified_split
+from dataflow.exports.card import license_of, run_summary, write_export_docs
+from dataflow.exports.finetune import canonical_record, parse_formats, write_records
 from dataflow.storage.head import first_rows_file
 from dataflow.serving import serving_from_env
 from dataflow.storage.atomic import atomic_write_jsonl, atomic_write_text

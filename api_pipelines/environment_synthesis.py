@@ -28,7 +28,7 @@ from dataflow.cli import run_pipeline_main
 from dataflow.operators.conversations import chat_to_transcript
 from dataflow.operators.conversations.export import export_conversations
 from dataflow.operators.environments import EnvironmentConversationGenerator, PythonEnvironment, TaskBlueprintGenerator
-from dataflow.operators.formats.card import run_summary, write_export_docs
+from dataflow.exports.card import run_summary, write_export_docs
 from dataflow.serving import serving_from_env
 from dataflow.storage.head import first_rows_file
 from dataflow.utils.storage import FileStorage

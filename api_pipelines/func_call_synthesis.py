@@ -36,8 +36,8 @@ from dataflow.operators.conversations import (
     chat_to_transcript,
 )
 from dataflow.operators.conversations.export import export_conversations
-from dataflow.operators.formats.card import license_of, run_summary, write_export_docs
-from dataflow.operators.formats.finetune import parse_formats
+from dataflow.exports.card import license_of, run_summary, write_export_docs
+from dataflow.exports.finetune import parse_formats
 from dataflow.cli import run_pipeline_main
 from dataflow.serving import serving_from_env
 from dataflow.storage.head import first_rows_file

@@ -221,7 +221,7 @@ def test_repeated_calls_reads_past_an_unreadable_call():
 
 def test_every_error_raised_on_purpose_is_a_dataflow_error():
     from dataflow.core.errors import DataFlowError, InvalidInput, Reask
-    from dataflow.operators.formats import RowError
+    from dataflow.exports import RowError
 
     for error in (CallError, RowError, InvalidInput):
         assert issubclass(error, DataFlowError) and issubclass(error, ValueError)

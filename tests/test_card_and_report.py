@@ -103,7 +103,7 @@ def test_load_dataset_works_on_the_folder_as_written(export):
 def test_the_card_of_an_empty_export_says_there_is_nothing_to_load():
     """The newcomer run exported 0 rows: load_dataset raises on the empty files, so the card must
     not tell the reader to call it."""
-    from dataflow.operators.formats.card import dataset_card
+    from dataflow.exports.card import dataset_card
 
     summary = {"pipeline": "func_call_synthesis", "rows": 0, "model": "m",
                "files": {"openai": "x.openai.jsonl", "trl": "x.trl.jsonl"}}

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from dataflow.operators.formats import RowError
-from dataflow.operators.formats.finetune import (
+from dataflow.exports import RowError
+from dataflow.exports.finetune import (
     EXPORT_FORMATS, canonical_record, llamafactory_problems, read_record, to_llamafactory_record, to_openai_record,
     to_trl_record, write_record, write_records,
 )

@@ -16,7 +16,7 @@ import pytest
 from dataflow.operators.conversations import check_conversation
 from dataflow.tools import read_arguments
 from dataflow.operators.conversations.export import export_conversations, openai_records
-from dataflow.operators.formats import (
+from dataflow.exports import (
     RowError, conversation_to, convert_row, openai_messages_to_hermes, openai_names, read_chat_message_row,
     read_glaive_row, read_openai_row, read_sharegpt_row, read_xlam_row, to_chat_message_format, to_openai_chat,
     to_xlam_row,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dataflow.operators.formats import (
+from dataflow.exports import (
     call_signature, convert_row, openai_messages_to_hermes, read_glaive_row, read_xlam_row, stratified_split,
     to_chat_message_format, to_openai_chat, to_xlam_row,
 )
@@ -85,7 +85,7 @@ def test_openai_chat_with_results_ends_with_the_assistant_answer():
 
 
 def test_function_results_strip_the_execution_harness_fields():
-    from dataflow.operators.formats import function_results
+    from dataflow.exports import function_results
 
     entries = [{"name": "get_weather", "ok": True, "result": {"high": 21}, "truncated": False},
                {"name": "get_weather", "ok": True, "result": [2, 3]}]

@@ -228,7 +228,7 @@ def verify(generated_query_answer_path: str, function_definitions_path: str, ver
 def split(input_file_path: str, train_output_path: str, val_output_path: str, test_output_path: str | None,
           test_size: float, seed: int) -> None:
     """Stratified train/validation(/test) split by call signature (rare signatures stay in train)."""
-    from ..operators.formats import stratified_split
+    from ..exports import stratified_split
 
     if not 0 < test_size < 1:
         raise click.BadParameter("must be between 0 and 1", param_hint="--test-size")
@@ -248,7 +248,7 @@ def split(input_file_path: str, train_output_path: str, val_output_path: str, te
 
 
 INPUT_FORMATS = ("rows", "xlam", "chat_message", "glaive", "sharegpt", "llamafactory", "hermes", "openai", "trl")
-#: output formats written from the canonical record (dataflow.operators.formats.finetune)
+#: output formats written from the canonical record (dataflow.exports.finetune)
 RECORD_FORMATS = ("trl", "llamafactory")
 MAX_ERROR_LINES = 20
 
@@ -271,11 +271,11 @@ def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str
     """Convert rows to a fine-tuning format. A row that cannot be read or written is a row error
     (file and line on stderr, the row in <output>.rejected.jsonl); the other rows are written."""
     from ..core.errors import InputFileError, ToolSpecError
-    from ..operators.formats import CONVERSATION_READERS, READERS, RowError, conversation_to, convert_row
+    from ..exports import CONVERSATION_READERS, READERS, RowError, conversation_to, convert_row
 
     system_prompt = Path(system_prompt_path).read_text(encoding="utf-8").strip() if system_prompt_path else None
     tools = _load_tools(function_definitions_path) if function_definitions_path else None
-    from ..operators.formats.finetune import canonical_record, write_record
+    from ..exports.finetune import canonical_record, write_record
 
     conversation_input = input_format in CONVERSATION_READERS
     if conversation_input and fmt not in ("openai", "hermes", *RECORD_FORMATS):
@@ -355,7 +355,7 @@ def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str
 
 def _write_dataset_info(output: Path) -> None:
     """Add (or update) the entry for ``output`` in ``dataset_info.json`` beside it."""
-    from ..operators.formats.finetune import llamafactory_dataset_info
+    from ..exports.finetune import llamafactory_dataset_info
     from ..storage.atomic import atomic_write_text
 
     info_path = output.with_name("dataset_info.json")

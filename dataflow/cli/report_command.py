@@ -19,7 +19,7 @@ def report(folder: Path, out: Path | None, examples: int) -> None:
     argument types, message lengths, quality-check flags and example conversations. FOLDER is
     an export folder a pipeline wrote (it holds run_summary.json). Opens offline."""
     try:
-        from ..operators.formats.html_report import write_report
+        from ..exports.html_report import write_report
         path = write_report(folder, out, examples)
     except ImportError as exc:
         raise click.ClickException(str(exc)) from None

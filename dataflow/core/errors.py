@@ -13,7 +13,7 @@ Hierarchy::
     ├── InvalidInput              one row's input cannot be prompted; that row fails, the step goes on
     ├── Reask                     a well-formed reply is unusable; the row is asked again with feedback
     ├── CallError                 a call cannot be read (dataflow.tools.calls; also a ValueError)
-    └── RowError                  a reader or writer cannot convert a row (operators.formats; also a ValueError)
+    └── RowError                  a reader or writer cannot convert a row (dataflow.exports; also a ValueError)
 
 A single failed LLM request is *not* an exception: it is an ``LLMResult`` with ``ok=False`` and a
 reason, and the operator records the row as failed. ``InvalidInput`` and ``Reask`` never leave an

@@ -25,7 +25,7 @@ Accepted dialects (detected per tool, so a list may mix them):
 
 Names are 1-64 characters of ``a-zA-Z0-9_-``, and dots (BFCL's ``math.factorial``): a dotted
 name is a name, checked as declared. A writer whose format forbids dots (OpenAI's ``tools``)
-renames them (``dataflow.operators.formats.convert.openai_names``); ``allow_dots=False`` refuses
+renames them (``dataflow.exports.convert.openai_names``); ``allow_dots=False`` refuses
 them here instead.
 
 A spec that cannot be normalised, or whose ``parameters`` is not a valid JSON Schema (checked

@@ -1,6 +1,6 @@
 """Export generated conversations to the fine-tuning formats people train with.
 
-The formats are written by ``dataflow.operators.formats.finetune`` from one canonical record per
+The formats are written by ``dataflow.exports.finetune`` from one canonical record per
 conversation: OpenAI fine-tuning, TRL / axolotl chat_template, LLaMA-Factory sharegpt (with its
 ``dataset_info.json`` entry) and ShareGPT/Hermes by default, ``<stem>.<format>.jsonl`` each.
 
@@ -45,7 +45,7 @@ def openai_records(rows: Iterable[dict], messages_key: str = "conversations", to
     an environment's conversations, whose tool list is the whole environment)."""
     from ...quality import conversation_problems
     from ...tools.calls import dumps_json
-    from ..formats.convert import read_openai_row
+    from ...exports.convert import read_openai_row
 
     records: list[dict] = []
     skipped: dict[str, int] = {}
@@ -75,7 +75,7 @@ def openai_records(rows: Iterable[dict], messages_key: str = "conversations", to
 
 def hermes_record(record: dict) -> dict:
     """One OpenAI ``{"messages", "tools"}`` record in ShareGPT/Hermes form."""
-    from ..formats.convert import openai_messages_to_hermes
+    from ...exports.convert import openai_messages_to_hermes
 
     return openai_messages_to_hermes(record["messages"], record["tools"])
 
@@ -90,10 +90,10 @@ def export_conversations(
     ignored_codes: Iterable[str] = (),
 ) -> ExportResult:
     """Write ``<stem>.<format>.jsonl`` for each of ``formats`` (``EXPORT_FORMATS`` of
-    ``dataflow.operators.formats.finetune``) into ``out_dir`` atomically, from the rows that pass
+    ``dataflow.exports.finetune``) into ``out_dir`` atomically, from the rows that pass
     the checks; with ``llamafactory`` also ``dataset_info.json``. Raises ``ValueError`` for an
     unknown format. ``ignored_codes``: quality codes not counted as defects (see ``openai_records``)."""
-    from ..formats.finetune import canonical_record, write_records
+    from ...exports.finetune import canonical_record, write_records
 
     rows = list(rows)
     flags: dict[str, int] = {}

@@ -77,7 +77,7 @@ def _message_line(message: Any, names: dict[str, str] | None = None) -> str:
 def glaive_to_transcript(text: str) -> str:
     """Transcript of glaive-v2 chat text, read by the formats area's glaive reader; text without
     glaive turn markers is returned as it is (whitespace collapsed)."""
-    from ..formats.convert import read_glaive_row
+    from ...exports.convert import read_glaive_row
 
     try:
         messages = read_glaive_row({"chat": text})["messages"]

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ...tools.calls import dumps_json, loads_strict, pair_results, read_calls
+from ..tools.calls import dumps_json, loads_strict, pair_results, read_calls
 from .convert import (
     NO_CALL_REPLY, RowError, _renamed_message, _renamed_tools, openai_messages_to_hermes, openai_names,
     read_openai_row, read_sharegpt_row, read_xlam_row, to_openai_chat, to_xlam_row, tools_of,
@@ -380,7 +380,7 @@ def write_records(records: Iterable[dict], out_dir: str | Path, stem: str,
     counted as ``unsupported_<fmt>``. With ``llamafactory``, ``dataset_info.json`` beside the file
     gets (or updates) the entry ``dataset_name`` (default ``stem``). Raises ``ValueError`` for an
     unknown format."""
-    from ...storage.atomic import atomic_write_text, atomic_writer
+    from ..storage.atomic import atomic_write_text, atomic_writer
 
     formats = list(dict.fromkeys(formats))
     for fmt in formats:

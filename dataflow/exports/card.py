@@ -121,7 +121,7 @@ def run_summary(*, pipeline: str, reports: Iterable[Any], files: dict[str, Any],
 def write_run_summary(out_dir: str | Path, summary: dict) -> str:
     """Write ``run_summary.json`` into ``out_dir`` (atomically); file paths inside are made
     relative to the folder. Returns its path."""
-    from ...storage.atomic import atomic_write_text
+    from ..storage.atomic import atomic_write_text
 
     out = Path(out_dir)
     summary = {**summary, "files": _relative_files(summary.get("files") or {}, out)}
@@ -133,7 +133,7 @@ def write_run_summary(out_dir: str | Path, summary: dict) -> str:
 def read_run_summary(folder: str | Path) -> dict:
     """``run_summary.json`` of an export folder. Raises ``InputFileError`` when it is missing
     or not JSON."""
-    from ...core.errors import InputFileError
+    from ..core.errors import InputFileError
 
     path = Path(folder) / SUMMARY_FILE
     if not path.is_file():
@@ -245,7 +245,7 @@ def write_dataset_card(out_dir: str | Path, summary: dict, default: str | None =
                        title: str | None = None) -> str:
     """Write ``README.md`` (the dataset card) into ``out_dir`` atomically; returns its path.
     ``summary`` as ``run_summary`` makes it (paths are made relative to ``out_dir``)."""
-    from ...storage.atomic import atomic_write_text
+    from ..storage.atomic import atomic_write_text
 
     out = Path(out_dir)
     summary = {**summary, "files": _relative_files(summary.get("files") or {}, out)}

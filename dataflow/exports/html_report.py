@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ...tools.calls import json_type, read_calls
+from ..tools.calls import json_type, read_calls
 from .card import read_run_summary
 from .finetune import read_record
 
@@ -51,7 +51,7 @@ def report_data(folder: str | Path) -> dict:
     argument-type counts, message lengths by role, and ``flags`` (``{check code: share of rows
     flagged}``) with ``flag_base`` (what the share is of). Raises ``InputFileError`` when the
     folder has no run summary."""
-    from ...quality import conversation_problems
+    from ..quality import conversation_problems
 
     folder = Path(folder)
     summary = read_run_summary(folder)
@@ -242,7 +242,7 @@ def _reasons(entry: dict) -> str:
 def write_report(folder: str | Path, out: str | Path | None = None, examples: int = 3) -> str:
     """Write ``build_report(folder)`` to ``out`` (default ``<folder>/report.html``), atomically;
     returns the path."""
-    from ...storage.atomic import atomic_write_text
+    from ..storage.atomic import atomic_write_text
 
     path = Path(out) if out is not None else Path(folder) / REPORT_FILE
     atomic_write_text(path, build_report(folder, examples))

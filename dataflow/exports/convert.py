@@ -38,11 +38,11 @@ import json
 import re
 from typing import Any, Callable, Iterable
 
-from ...core.errors import DataFlowError
-from ...tools.calls import (
+from ..core.errors import DataFlowError
+from ..tools.calls import (
     CallError, dumps_json, loads_strict, pair_results, parse_call, read_arguments, read_calls,
 )
-from ...tools.spec import NAME_RE, normalize_tools
+from ..tools.spec import NAME_RE, normalize_tools
 
 NO_CALL_REPLY = "None of the available tools can do this, so I cannot complete the request with a function call."
 

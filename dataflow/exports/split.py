@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...tools.calls import read_calls
+from ..tools.calls import read_calls
 
 
 def call_signature(answers: Any) -> str:
