@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataflow.serving import APILLMServing_request  # noqa: E402
 from dataflow.serving._aio import new_event_loop  # noqa: E402
-from dataflow.serving.fake_server import FakeOpenAIServer  # noqa: E402
+from dataflow.serving import FakeOpenAIServer  # noqa: E402
 
 
 def run_one(url: str, n: int, concurrency: int, latency: float, tag: str) -> dict:

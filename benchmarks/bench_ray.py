@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dataflow.operators.conversations import ScenarioExtractor  # noqa: E402
 from dataflow.runners import RayRunner  # noqa: E402
 from dataflow.serving import APILLMServing_request  # noqa: E402
-from dataflow.serving.fake_server import FakeOpenAIServer  # noqa: E402
+from dataflow.serving import FakeOpenAIServer  # noqa: E402
 from dataflow.utils.storage import FileStorage  # noqa: E402
 
 RESPONDER = "dataflow.serving.fake_responders:button_responder"

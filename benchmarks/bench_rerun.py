@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def run(rows: int, workdir: Path) -> dict:
-    from dataflow.serving.fake_server import FakeOpenAIServer
+    from dataflow.serving import FakeOpenAIServer
 
     source = make_chat_input(workdir / "input.jsonl", rows)
     cache = workdir / "cache"

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture
 def fake_server():
-    from dataflow.serving.fake_server import FakeOpenAIServer
+    from dataflow.serving import FakeOpenAIServer
 
     with FakeOpenAIServer() as server:
         yield server

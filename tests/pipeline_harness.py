@@ -57,7 +57,7 @@ def permanent_faults(messages: list, json_schema: dict | None):
     that mention ``PERM400``, a ``500`` for ``PERM500``, and later in the pipelines a ``500`` for
     one tool-agent prompt in 40 and a ``422`` for one function-generator / semantic-judge prompt in
     60. ``None`` when the request should be answered."""
-    from dataflow.serving.fake_server import FakeFault
+    from dataflow.serving import FakeFault
 
     user = _last_user(messages)
     title = _title(json_schema)

@@ -164,7 +164,7 @@ def body_key(body: dict) -> str:
 def start_fake_server(**options):
     """A started subprocess ``FakeOpenAIServer`` that can import the responders of
     ``pipeline_harness`` (``tests/`` on its ``PYTHONPATH``)."""
-    from dataflow.serving.fake_server import FakeOpenAIServer
+    from dataflow.serving import FakeOpenAIServer
 
     server = FakeOpenAIServer(in_process=False, **options)
     saved = os.environ.get("PYTHONPATH")

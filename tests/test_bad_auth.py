@@ -11,7 +11,7 @@ import pytest
 
 from dataflow.core.errors import ServingError
 from dataflow.serving import APILLMServing_request
-from dataflow.serving.fake_server import FakeFault, FakeOpenAIServer
+from dataflow.serving import FakeFault, FakeOpenAIServer
 
 KEY = "sk-test-SECRET-1234567890"
 

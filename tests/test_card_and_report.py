@@ -36,7 +36,7 @@ PIPELINES = {
 @pytest.fixture(scope="module", params=sorted(PIPELINES))
 def export(request, tmp_path_factory) -> tuple[str, Path]:
     """``(pipeline, export folder)`` of one example pipeline run against the fake server."""
-    from dataflow.serving.fake_server import FakeOpenAIServer
+    from dataflow.serving import FakeOpenAIServer
 
     name = request.param
     script, responder, extra = PIPELINES[name]

@@ -24,7 +24,7 @@ def _dataflow(*args: str, url: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.timeout(300)
 def test_run_local_passes_script_args_and_writes_outputs(tmp_path):
-    from dataflow.serving.fake_server import FakeOpenAIServer
+    from dataflow.serving import FakeOpenAIServer
 
     cache = tmp_path / "cache"
     with FakeOpenAIServer(responder=RESPONDER) as server:
@@ -72,7 +72,7 @@ def test_options_after_script_are_dataflow_runs_and_script_args_follow_the_separ
 def test_the_readmes_ray_command_runs_the_steps_on_ray(tmp_path):
     """The README's command, word for word, in a folder made by `dataflow init`."""
     pytest.importorskip("ray")
-    from dataflow.serving.fake_server import FakeOpenAIServer
+    from dataflow.serving import FakeOpenAIServer
 
     readme = (ROOT / "README.md").read_text()
     command = "dataflow run api_pipelines/func_call_synthesis.py --runner ray --num-actors 4 -- --rows 100"

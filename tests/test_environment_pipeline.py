@@ -27,7 +27,7 @@ def _run(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.timeout(300)
 def test_environment_pipeline_end_to_end_then_rerun_makes_no_requests(tmp_path):
-    from dataflow.serving.fake_server import FakeOpenAIServer
+    from dataflow.serving import FakeOpenAIServer
 
     with FakeOpenAIServer(responder=RESPONDER) as server:
         first = _run(server.url, tmp_path)

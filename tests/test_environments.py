@@ -391,7 +391,7 @@ def test_environment_operators_under_the_ray_runner(tmp_path):
     pytest.importorskip("ray.data")
     from dataflow.runners import RayRunner
     from dataflow.serving import APILLMServing_request
-    from dataflow.serving.fake_server import FakeOpenAIServer
+    from dataflow.serving import FakeOpenAIServer
 
     source = tmp_path / "tasks.jsonl"
     source.write_text("".join(json.dumps({"focus": f}) + "\n" for f in ("cancel", "delivered", "balance", "status")))

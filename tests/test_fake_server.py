@@ -10,7 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from dataflow.core.structured import schema_for
-from dataflow.serving.fake_server import FakeFault, FakeOpenAIServer, default_responder
+from dataflow.serving import FakeFault, FakeOpenAIServer
+from dataflow.serving._fake_openai.state import default_responder
 from dataflow.serving.schema_instance import instance_for
 
 
@@ -243,3 +244,18 @@ def test_cli_prints_a_control_token_that_the_control_endpoint_requires():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_test_kit_has_one_import_path():
+    """The fakes are public from ``dataflow.serving`` only: their modules are private, and the old
+    public module ``dataflow.serving.fake_server`` (a second path and a second command line) is gone."""
+    import importlib
+
+    import dataflow.serving as serving
+
+    for name in ("FakeOpenAIServer", "FakeFault", "FakeLLMServing"):
+        obj = getattr(serving, name)
+        assert name in serving.__all__
+        assert any(part.startswith("_") for part in obj.__module__.split(".")[2:]), obj.__module__
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("dataflow.serving.fake_server")

@@ -45,7 +45,7 @@ def workspace(tmp_path) -> Path:
 
 @pytest.mark.timeout(300)
 def test_main_job_then_apigen_then_main_job_again(workspace):
-    from dataflow.serving.fake_server import FakeOpenAIServer
+    from dataflow.serving import FakeOpenAIServer
 
     with FakeOpenAIServer(responder=BUTTON) as button, FakeOpenAIServer(responder=APIGEN) as apigen:
         first = _run(workspace, button.url, "func_call_synthesis.py", "--rows", "3")
@@ -71,7 +71,7 @@ def test_main_job_then_apigen_then_main_job_again(workspace):
 
 @pytest.mark.timeout(300)
 def test_a_step_file_of_another_pipeline_is_never_replaced(workspace, tmp_path):
-    from dataflow.serving.fake_server import FakeOpenAIServer
+    from dataflow.serving import FakeOpenAIServer
 
     shared = tmp_path / "one_cache"
     with FakeOpenAIServer(responder=BUTTON) as button, FakeOpenAIServer(responder=APIGEN) as apigen:
@@ -88,7 +88,7 @@ def test_a_step_file_of_another_pipeline_is_never_replaced(workspace, tmp_path):
 
 @pytest.mark.timeout(300)
 def test_a_cache_with_the_old_doubled_step_names_still_resumes(workspace, tmp_path):
-    from dataflow.serving.fake_server import FakeOpenAIServer
+    from dataflow.serving import FakeOpenAIServer
 
     cache = tmp_path / "cache"
     with FakeOpenAIServer(responder=BUTTON) as button:

@@ -31,7 +31,7 @@ def _run(cwd: Path, script: str, url: str, cache: Path, *extra: str) -> subproce
 
 @pytest.mark.timeout(300)
 def test_pipeline_end_to_end_then_rerun_makes_no_requests(tmp_path):
-    from dataflow.serving.fake_server import FakeOpenAIServer
+    from dataflow.serving import FakeOpenAIServer
 
     cache = tmp_path / "cache"
     n_input = sum(1 for line in (ROOT / "example_data/FuncCallPipeline/chat_data.jsonl").open() if line.strip())

@@ -303,7 +303,7 @@ import json, sys
 from pathlib import Path
 from dataflow.core import OperatorABC, RowOutcome
 from dataflow.serving import APILLMServing_request
-from dataflow.serving.fake_server import FakeOpenAIServer
+from dataflow.serving import FakeOpenAIServer
 from dataflow.utils.storage import FileStorage
 
 class Ask(OperatorABC):

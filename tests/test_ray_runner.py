@@ -21,7 +21,7 @@ pytest.importorskip("ray.data", reason='Ray runner tests need Ray Data: pip inst
 from dataflow.core.errors import ConfigError  # noqa: E402
 from dataflow.runners import RayRunner  # noqa: E402
 from dataflow.serving import APILLMServing_request  # noqa: E402
-from dataflow.serving.fake_server import FakeOpenAIServer  # noqa: E402
+from dataflow.serving import FakeOpenAIServer  # noqa: E402
 from dataflow.serving.response_cache import ResponseCache, request_key  # noqa: E402
 from dataflow.utils.storage import FileStorage  # noqa: E402
 

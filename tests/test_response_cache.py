@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dataflow.serving import APILLMServing_request
-from dataflow.serving.fake_server import FakeFault, FakeOpenAIServer
+from dataflow.serving import FakeFault, FakeOpenAIServer
 from dataflow.serving.response_cache import CACHE_FILE_NAME, CachedResponse, ResponseCache, request_key
 
 ROOT = Path(__file__).resolve().parents[1]

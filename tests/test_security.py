@@ -33,7 +33,7 @@ import pytest
 from dataflow.core.errors import ConfigError, PromptRenderError, ServingError
 from dataflow.serving import APILLMServing_request, FakeLLMServing
 from dataflow.serving.fake_responders import button_responder
-from dataflow.serving.fake_server import FakeFault, FakeOpenAIServer
+from dataflow.serving import FakeFault, FakeOpenAIServer
 from dataflow.utils.storage import FileStorage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -536,7 +536,7 @@ def test_fake_server_config_cannot_load_code(tmp_path, monkeypatch):
         status, body = control(server, "POST", "/v1/chat/completions", chat, token=None)
         assert status == 200 and b"pwned" not in body
     assert not marker.exists()
-    assert "responder" not in __import__("dataflow.serving.fake_server", fromlist=["x"]).HTTP_CONFIG_KEYS
+    assert "responder" not in __import__("dataflow.serving._fake_openai.state", fromlist=["x"]).HTTP_CONFIG_KEYS
 
 
 def test_fake_server_control_needs_token_loopback_host_and_json(tmp_path):

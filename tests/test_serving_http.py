@@ -15,7 +15,7 @@ from dataflow.core.errors import ConfigError, ServingError
 from dataflow.core.structured import parse_reply, schema_for
 from dataflow.serving import APILLMServing_request
 from dataflow.serving.api_request import parse_retry_after
-from dataflow.serving.fake_server import FakeFault, FakeOpenAIServer
+from dataflow.serving import FakeFault, FakeOpenAIServer
 
 pytestmark = pytest.mark.usefixtures("no_api_key")
 

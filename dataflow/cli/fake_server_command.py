@@ -21,21 +21,36 @@ import click
 @click.option("--model", default="fake-model", show_default=True)
 @click.option("--responder", default=None,
               help="module:function answering (messages, json_schema); chosen here only, never over HTTP.")
+@click.option("--no-record", is_flag=True, help="Do not keep request bodies (GET /_requests stays empty).")
 def command(host: str, port: int, latency: float, fault_rate: float, faults: str, retry_after: float,
             seed: int, hang_seconds: float, max_faults_per_request: int | None, model: str,
-            responder: str | None) -> None:
-    """Serve POST /v1/chat/completions on loopback with optional latency and faults (Ctrl-C stops)."""
-    from dataflow.serving.fake_server import load_responder, serve
+            responder: str | None, no_record: bool) -> None:
+    """Serve POST /v1/chat/completions on loopback with optional latency and faults (Ctrl-C stops).
+
+    A ``FakeOpenAIServer(in_process=False)`` starts this command with its control token in the
+    ``DF_FAKE_SERVER_TOKEN`` environment variable (never argv, which ``ps`` shows) and reads the
+    single line ``FAKE_SERVER_URL <url>`` it then prints."""
+    import os
+
+    from dataflow.serving._fake_openai.app import serve
+    from dataflow.serving._fake_openai.control import TOKEN_ENV, TOKEN_HEADER
+    from dataflow.serving._fake_openai.state import load_responder
+
+    parent_token = os.environ.pop(TOKEN_ENV, None)  # given by a parent FakeOpenAIServer, which knows it
+
+    def announce_to_parent(url: str, token: str) -> None:
+        click.echo(f"FAKE_SERVER_URL {url}")
 
     def announce(url: str, token: str) -> None:
         click.echo(f"fake OpenAI server listening: {url}  (api_url for APILLMServing_request)")
         click.echo(f"control token: {token}")
         click.echo("stats: GET /_stats   recorded requests: GET /_requests   settings: POST /_config "
-                   "(each with header X-Fake-Server-Token: <control token>; loopback only)   Ctrl-C to stop",
+                   f"(each with header {TOKEN_HEADER}: <control token>; loopback only)   Ctrl-C to stop",
                    err=True)
 
     try:
-        serve(host=host, port=port, announce=announce, latency=latency, fault_rate=fault_rate,
+        serve(announce_to_parent if parent_token else announce, host=host, port=port, token=parent_token,
+              record=not no_record, latency=latency, fault_rate=fault_rate,
               faults=faults, retry_after=retry_after, seed=seed, hang_seconds=hang_seconds,
               max_faults_per_request=max_faults_per_request, model=model,
               responder=load_responder(responder) if responder else None)

@@ -16,6 +16,7 @@ __all__ = [
     "APILLMServing_request",
     "FakeLLMServing",
     "FakeOpenAIServer",
+    "FakeFault",
     "LocalModelLLMServing",
     "serving_from_env",
 ]
@@ -23,7 +24,8 @@ __all__ = [
 _LAZY = {
     "APILLMServing_request": ".api_request",
     "FakeLLMServing": "._fake",
-    "FakeOpenAIServer": ".fake_server",
+    "FakeOpenAIServer": "._fake_openai",
+    "FakeFault": "._fake_openai",
     "LocalModelLLMServing": ".local_model",
     "serving_from_env": ".from_env",
 }
@@ -31,7 +33,7 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover
     from .api_request import APILLMServing_request
     from ._fake import FakeLLMServing
-    from .fake_server import FakeOpenAIServer
+    from ._fake_openai import FakeFault, FakeOpenAIServer
     from .local_model import LocalModelLLMServing
     from .from_env import serving_from_env
 
