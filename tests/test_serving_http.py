@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from dataflow.core.errors import ConfigError, ServingError
 from dataflow.core.structured import parse_reply, schema_for
 from dataflow.serving import APILLMServing_request
-from dataflow.serving.api_request import parse_retry_after
+from dataflow.serving._wire import parse_retry_after
 from dataflow.serving import FakeFault, FakeOpenAIServer
 
 pytestmark = pytest.mark.usefixtures("no_api_key")
@@ -270,7 +270,7 @@ def test_works_from_worker_thread(fake_server):
 
 
 def test_tool_calls_reply(fake_server):
-    from dataflow.serving.api_request import _parse_reply
+    from dataflow.serving._wire import parse_reply as _parse_reply
 
     raw = json.dumps({"choices": [{"message": {"content": None, "tool_calls": [
         {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}]}).encode()

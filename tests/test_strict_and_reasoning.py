@@ -142,7 +142,7 @@ def test_a_reply_that_is_only_reasoning_is_an_invalid_reply():
 
 
 def test_reasoning_content_field_is_not_the_answer():
-    from dataflow.serving.api_request import _parse_reply
+    from dataflow.serving._wire import parse_reply as _parse_reply
 
     body = {"choices": [{"finish_reason": "stop", "message": {
         "role": "assistant", "content": '{"checks": "fine", "passes": true}',

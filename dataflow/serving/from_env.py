@@ -40,7 +40,8 @@ def serving_from_env(*, quiet: bool = False, **overrides: Any) -> LLMServingABC:
     an API endpoint)."""
     api_url = os.environ.get("DF_API_URL", "").strip()
     if api_url:
-        from .api_request import APILLMServing_request, redact_url
+        from ._credentials import redact_url
+        from .api_request import APILLMServing_request
 
         model = overrides.pop("model_name", None) or os.environ.get("DF_MODEL", "").strip()
         if not model:
