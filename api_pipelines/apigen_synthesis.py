@@ -12,7 +12,8 @@ chat-message), a dataset card (README.md) and report.html in the output folder.
 Backend: an OpenAI-compatible endpoint when ``DF_API_URL`` is set (``DF_MODEL``, ``DF_API_KEY``),
 otherwise the embedded local model. Run from this folder (``python apigen_synthesis.py``) or from
 the folder above (``python api_pipelines/apigen_synthesis.py``); paths are resolved relative to
-this file. Rerunning reuses every finished step and cached LLM response.
+this file. Rerunning reuses every finished step and cached LLM response. ``--check`` checks
+every step's columns first, without a model (``dataflow.core.preflight``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from dataflow.operators.apigen import (
     write_stage_table,
 )
 from dataflow.cli import run_pipeline_main
+from dataflow.core.preflight import active_check, check_pipeline
 from dataflow.exports import convert_row, stratified_split
 from dataflow.exports.card import license_of, run_summary, write_export_docs
 from dataflow.exports.finetune import canonical_record, parse_formats, write_records
@@ -87,6 +89,18 @@ class APIGenPipeline:
         self.semantic_checker = SemanticChecker(llm_serving=self.llm_serving) if semantic else None
 
     def run(self) -> dict:
+        """The steps, then the stage table and the export; returns the stage table."""
+        self.forward()
+        table = stage_table(self.storage.reports)
+        print(format_stage_table(table), flush=True)
+        write_stage_table(table, self.cache_path / "apigen_stage_table.json")
+
+        verified = self.storage.read_output(output_type="dict")
+        self.export(verified)
+        return table
+
+    def forward(self) -> None:
+        """The operator steps only (what ``--check`` checks)."""
         self.sampler.run(self.storage.step(), input_tools_key="function")
         self.generator.run(self.storage.step(), input_tools_key="tools", input_examples_key="examples")
         self.novelty_filter.run(self.storage.step(), input_query_key="query", input_examples_key="examples")
@@ -96,15 +110,6 @@ class APIGenPipeline:
         if self.semantic_checker is not None:
             self.semantic_checker.run(self.storage.step(), input_query_key="query", input_answers_key="answers",
                                       input_tools_key="tools", input_results_key="execution_results")
-
-        table = stage_table(self.storage.reports, duplicates_dropped=self.generator.duplicates_dropped,
-                            reasked=self.generator.reasked)
-        print(format_stage_table(table), flush=True)
-        write_stage_table(table, self.cache_path / "apigen_stage_table.json")
-
-        verified = self.storage.read_output(output_type="dict")
-        self.export(verified)
-        return table
 
     def checks(self) -> tuple[str, ...]:
         if self.semantic_checker is None:
@@ -163,7 +168,7 @@ def first_rows(source: Path, n: int, cache_dir: Path) -> Path:
     return first_rows_file(source, n, cache_dir)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", "--cache", dest="cache", default=str(DEFAULT_CACHE),
                         help="folder for step files and the LLM cache")
@@ -177,6 +182,9 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"fine-tuning formats to write, comma-separated (default: {','.join(EXPORT_FORMATS)})")
     parser.add_argument("--no-semantic", dest="semantic", action="store_false",
                         help="skip the LLM judge (it only marks rows while it is not calibrated on the model)")
+    parser.add_argument("--check", action="store_true",
+                        help="pre-flight check: list every step and each column it reads that would not exist, "
+                             "without calling a model or writing a step file (exit status 1 if one is missing)")
     args = parser.parse_args(argv)
     cache = Path(args.cache).resolve()
     first_entry = first_rows(args.input.resolve(), args.rows, cache)
@@ -185,9 +193,12 @@ def main(argv: list[str] | None = None) -> None:
                               semantic=args.semantic, formats=args.formats,
                               parameters={"rows": args.rows, "input": args.input.name})
     try:
+        if args.check or active_check() is not None:
+            return check_pipeline(pipeline.forward)
         pipeline.run()
     finally:
         pipeline.llm_serving.close()
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ server instead (``pip install ".[mcp]"``). Backend: ``DF_API_URL`` (+ ``DF_MODEL
 or the embedded local model. Rerunning reuses every finished step and cached LLM response.
 
     python environment_synthesis.py --blueprints 4 --attempts 3
+    python environment_synthesis.py --check         # every step's columns checked, no model needed
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 from dataflow.cli import run_pipeline_main
+from dataflow.core.preflight import active_check, check_pipeline
 from dataflow.operators.conversations import chat_to_transcript
 from dataflow.operators.conversations.export import export_conversations
 from dataflow.operators.environments import EnvironmentConversationGenerator, PythonEnvironment, TaskBlueprintGenerator
@@ -162,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mcp", action="store_true", help="reach the shop through its MCP server")
     parser.add_argument("--cache-dir", type=Path, default=None, help="step files and LLM cache")
     parser.add_argument("--out-dir", type=Path, default=None, help="exported files")
+    parser.add_argument("--check", action="store_true",
+                        help="pre-flight check: list every step and each column it reads that would not exist, "
+                             "without calling a model or writing a step file (exit status 1 if one is missing)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -172,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     serving = serving_from_env()
     try:
         pipeline = EnvironmentPipeline(str(first_entry), str(cache_dir), serving, environment, args.attempts)
+        if args.check or active_check() is not None:
+            return check_pipeline(pipeline.run)
         pipeline.run()
         out_dir = (args.out_dir or DEFAULT_OUT / f"{name}_{args.blueprints or 'all'}").resolve()
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ relative to this file. Rerunning reuses every finished step and cached LLM respo
 
     python func_call_synthesis.py --rows 4          # a few rows (default), minutes on a laptop CPU
     python func_call_synthesis.py --rows 0          # every row of the input
+    python func_call_synthesis.py --check           # every step's columns checked, no model needed
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dataflow.operators.conversations.export import export_conversations
 from dataflow.exports.card import license_of, run_summary, write_export_docs
 from dataflow.exports.finetune import parse_formats
 from dataflow.cli import run_pipeline_main
+from dataflow.core.preflight import active_check, check_pipeline
 from dataflow.serving import serving_from_env
 from dataflow.storage.head import first_rows_file
 from dataflow.utils.storage import FileStorage
@@ -197,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expand", action="store_true", help="add ScenarioExpander (a new, related scenario)")
     parser.add_argument("--parallel", action="store_true",
                         help="add ParaSeqTaskGenerator (two independent calls in parallel, then one using both)")
+    parser.add_argument("--check", action="store_true",
+                        help="pre-flight check: list every step and each column it reads that would not exist, "
+                             "without calling a model or writing a step file (exit status 1 if one is missing)")
     args = parser.parse_args(argv)
 
     cache_dir = args.cache_dir.resolve()
@@ -205,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pipeline = FuncCallPipeline(str(first_entry), str(cache_dir), serving, evaluate=args.evaluate,
                                     expand=args.expand, parallel=args.parallel)
+        if args.check or active_check() is not None:
+            return check_pipeline(pipeline.run)
         pipeline.run()
         out_dir = args.out_dir or DEFAULT_OUT / f"func_call_{args.rows or 'all'}rows"
         parameters = {"rows": args.rows, "input": args.input.name, "evaluate": args.evaluate, "expand": args.expand,

@@ -131,7 +131,7 @@ def test_generator_drops_and_counts_duplicate_queries():
     outcomes = gen.process_batch(rows_of_tools("prime_factors", "calculate_bmi"))
     assert [len(o.rows) for o in outcomes] == [2, 0] or outcomes[1].status == "filtered"
     assert outcomes[1].status == "filtered" and outcomes[1].reason.startswith("duplicate_query")
-    assert gen.duplicates_dropped == 4
+    assert gen.take_counters() == {"duplicates_dropped": 4}
 
 
 EXAMPLE = {"query": "How many yen is 250 euros?",
@@ -153,7 +153,7 @@ def test_generator_reasks_once_when_a_query_copies_an_example_in_its_prompt():
     serving = FakeLLMServing(responder)
     gen = APIGenGenerator(serving, num_pairs=1)
     outcomes = gen.process_batch([{"tools": [BY_NAME["calculate_bmi"]], "examples": [EXAMPLE]}])
-    assert len(serving.calls) == 2 and gen.reasked == 1
+    assert len(serving.calls) == 2 and gen.take_counters() == {"reasked": 1}
     feedback = serving.calls[1][0][-1]["content"]
     assert "copies an example" in feedback and "How many yen is 250 euros?" in feedback
     assert [r["query"] for r in outcomes[0].rows] == ["I weigh 82 kg and I'm 1.9 m tall; what's my BMI?"]
@@ -386,21 +386,23 @@ def test_semantic_verdict_schema_offers_a_parameters_enum_members_and_null():
 def test_stage_table_from_reports():
     from dataflow.core.operator import RunReport
 
-    reports = [RunReport("APIGenGenerator", 2, "", rows_in=5, rows_out=10, failed=1),
+    reports = [RunReport("APIGenGenerator", 2, "", rows_in=5, rows_out=10, failed=1,
+                         counters={"duplicates_dropped": 3}),
                RunReport("FormatChecker", 3, "", rows_in=10, rows_out=8, filtered=2, filtered_by_reason={"failed_format": 2}),
                RunReport("ExecutionChecker", 4, "", rows_in=8, rows_out=7, filtered=1, filtered_by_reason={"failed_execution": 1}),
                RunReport("SemanticChecker", 5, "", rows_in=7, rows_out=6, filtered=1, failed=0, filtered_by_reason={"failed_semantic": 1})]
-    table = stage_table(reports, duplicates_dropped=3)
+    table = stage_table(reports)
+    assert table["duplicates_dropped"] == 3
     assert table["generated"] == 10 and table["failed_format"] == 2 and table["failed_execution"] == 1
     assert table["failed_semantic"] == 1 and table["verified"] == 6 and table["pass_rate"] == 0.6
     text = format_stage_table(table)
     assert "pass rate" in text and "60.0%" in text
-    reports = [RunReport("APIGenGenerator", 2, "", rows_in=5, rows_out=10),
+    reports = [RunReport("APIGenGenerator", 2, "", rows_in=5, rows_out=10, counters={"reasked": 4}),
                RunReport("NoveltyFilter", 3, "", rows_in=10, rows_out=7, filtered=3,
                          filtered_by_reason={"copied_example": 2, "duplicate_query": 1}),
                RunReport("FormatChecker", 4, "", rows_in=7, rows_out=4, filtered=3,
                          filtered_by_reason={"failed_format": 1, "failed_grounding": 2})]
-    table = stage_table(reports, reasked=4)
+    table = stage_table(reports)
     assert (table["copied_example"], table["duplicate_query"], table["failed_grounding"]) == (2, 1, 2)
     assert table["failed_format"] == 1 and table["verified"] == 4 and table["reasked"] == 4
     assert table["failed_irrelevance"] == 0

@@ -103,7 +103,9 @@ def test_summary_line():
     assert report.as_dict()["failed_by_reason"] == {"llm_error": 1, "invalid_reply": 1}
     assert set(report.as_dict()) == {"operator", "step", "output_file", "rows_in", "rows_out", "kept", "failed",
                                      "filtered", "failed_by_reason", "filtered_by_reason", "advisory_by_reason",
-                                     "llm", "reused", "seconds"}
+                                     "counters", "llm", "reused", "seconds"}
+    counted = RunReport("Op", 1, "f", rows_in=2, rows_out=2, counters={"reasked": 1, "duplicates_dropped": 3})
+    assert counted.summary_line() == "[step 1] Op: 2 in -> 2 out; counted duplicates_dropped: 3, reasked: 1; 0.0s"
 
 
 def test_a_step_writes_kept_rows_rejected_rows_counts_and_manifest(tmp_path, capsys):
@@ -141,7 +143,7 @@ def test_a_step_writes_kept_rows_rejected_rows_counts_and_manifest(tmp_path, cap
     assert manifest["input_fingerprint"] == hashlib.sha256((tmp_path / "in.jsonl").read_bytes()).hexdigest()
     assert manifest["counts"] == {"rows_in": 6, "rows_out": 5, "kept": 4, "failed": 1, "filtered": 1,
                                   "failed_by_reason": {"llm_error": 1}, "filtered_by_reason": {"too short": 1},
-                                  "advisory_by_reason": {"failed_semantic": 2}}
+                                  "advisory_by_reason": {"failed_semantic": 2}, "counters": {}}
     assert manifest["llm"]["requests_sent"] == 6
     rejected = [json.loads(line) for line in
                 (tmp_path / "cache" / "dataflow_cache_step1.rejected.jsonl").read_text().splitlines()]
@@ -160,7 +162,7 @@ def test_a_reused_step_reports_the_counts_it_had(tmp_path, capsys):
     assert again.reused and serving.calls == [] and again.llm == {}
     assert again.operator == "Tag" and 0 <= again.seconds < 60
     for name in ("rows_in", "rows_out", "kept", "failed", "filtered", "failed_by_reason", "filtered_by_reason",
-                 "advisory_by_reason", "step", "output_file"):
+                 "advisory_by_reason", "counters", "step", "output_file"):
         assert getattr(again, name) == getattr(first, name), name
     assert (again.rows_in, again.rows_out, again.filtered, again.advisory_by_reason) == (4, 4, 1, {"failed_semantic": 1})
     assert again_storage.reports == [again]

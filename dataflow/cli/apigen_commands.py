@@ -145,8 +145,8 @@ def generate(config_path: str, qa_jsonl_path: str, function_definitions_path: st
     write_rows(output_path, out)
     if rejected:
         write_rows(_rejected_path(output_path), rejected)
-    click.echo(f"wrote {len(out)} query/answer pairs to {output_path} "
-               f"({generator.duplicates_dropped} duplicate queries dropped)")
+    dropped = generator.take_counters().get("duplicates_dropped", 0)
+    click.echo(f"wrote {len(out)} query/answer pairs to {output_path} ({dropped} duplicate queries dropped)")
 
 
 @apigen.command("verify")

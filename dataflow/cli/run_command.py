@@ -6,6 +6,11 @@ so the very same pipeline class runs locally or on a cluster. ``dataflow run``'s
 (``--runner``, ``--num-actors`` ...) may stand before or after SCRIPT; everything after ``--`` goes
 to the script. Without ``--``, the arguments after SCRIPT that are not ``dataflow run`` options go to
 the script. On Ray, one line on stderr says which steps ran there.
+
+``--check`` is the pre-flight check (``dataflow.core.preflight``): the script runs with every
+operator step recorded instead of run (no LLM call, no step file), then a table of the steps and
+every column a step reads that would not exist is printed; the exit status is 1 when any is
+missing. Reading a recorded step's rows ends the script there (a check has no rows).
 """
 
 from __future__ import annotations
@@ -30,13 +35,18 @@ import click
 @click.option("--cpus-per-actor", type=float, default=0.25, show_default=True,
               help="CPUs each (I/O-bound) LLM actor reserves.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Rows per Ray batch.")
+@click.option("--check", is_flag=True, default=False,
+              help="Pre-flight check: record every step instead of running it (no LLM call, no step file), "
+                   "print each step's missing columns, exit 1 if any.")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 def run(script: str, runner: str, ray_address: str | None, num_actors: int, cpus_per_actor: float,
-        batch_size: int, script_args: tuple[str, ...]) -> None:
+        batch_size: int, check: bool, script_args: tuple[str, ...]) -> None:
     """Run a pipeline SCRIPT (e.g. api_pipelines/func_call_synthesis.py) with SCRIPT_ARGS.
 
     Options may go before or after SCRIPT; arguments after `--` go to the script:
-    dataflow run api_pipelines/func_call_synthesis.py --runner ray --num-actors 4 -- --rows 100"""
+    dataflow run api_pipelines/func_call_synthesis.py --runner ray --num-actors 4 -- --rows 100
+
+    Check every step's columns first, without a model: dataflow run --check SCRIPT"""
     from ..runners import LocalRunner
 
     ctx = click.get_current_context()
@@ -46,6 +56,9 @@ def run(script: str, runner: str, ray_address: str | None, num_actors: int, cpus
     num_actors = given.get("num_actors", num_actors)
     cpus_per_actor = given.get("cpus_per_actor", cpus_per_actor)
     batch_size = given.get("batch_size", batch_size)
+    if given.get("check", check):
+        _check(script, script_args)
+        return
 
     if runner == "ray":
         from ..runners import RayRunner
@@ -54,24 +67,46 @@ def run(script: str, runner: str, ray_address: str | None, num_actors: int, cpus
                            cpus_per_actor=cpus_per_actor, batch_size=batch_size)
     else:
         chosen = LocalRunner()
-    path = os.path.abspath(script)
-    old_argv, old_path = sys.argv, list(sys.path)
-    sys.argv = [path, *script_args]
-    sys.path.insert(0, os.path.dirname(path))
     try:
         with chosen:
-            runpy.run_path(path, run_name="__main__")
-    except SystemExit as exc:
-        if exc.code not in (None, 0):
-            raise
+            _run_script(script, script_args)
     finally:
-        sys.argv, sys.path[:] = old_argv, old_path
         runs = getattr(chosen, "runs", None)
         if runs is not None:
             steps = ", ".join(f"{r['operator']} ({r['rows']} rows, {r['batches']} batches, {r['actors']} actors)"
                               for r in runs)
             click.echo(f"dataflow run: {len(runs)} steps ran on Ray" + (f": {steps}" if steps else
                        " (every step was reused from the cache)"), err=True)
+
+
+def _check(script: str, script_args: list[str]) -> None:
+    """Run ``script`` under a ``PipelineCheck``, print its table; exit 1 when a column is missing."""
+    from ..core.preflight import CheckComplete, PipelineCheck
+
+    with PipelineCheck() as check:
+        try:
+            _run_script(script, script_args)
+        except CheckComplete:
+            pass
+    click.echo(check.table())
+    if not check.ok:
+        raise click.exceptions.Exit(1)
+
+
+def _run_script(script: str, script_args: list[str]) -> None:
+    """Run ``script`` as ``__main__`` with ``script_args``; a ``SystemExit`` with status 0 is a
+    normal end."""
+    path = os.path.abspath(script)
+    old_argv, old_path = sys.argv, list(sys.path)
+    sys.argv = [path, *script_args]
+    sys.path.insert(0, os.path.dirname(path))
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            raise
+    finally:
+        sys.argv, sys.path[:] = old_argv, old_path
 
 
 def _runner_options_after_script(ctx: click.Context, args: tuple[str, ...]) -> tuple[dict, list[str]]:
@@ -98,7 +133,10 @@ def _runner_options_after_script(ctx: click.Context, args: tuple[str, ...]) -> t
             rest.append(token)
             i += 1
             continue
-        if inline or "=" in token:
+        if param.is_flag:
+            value = True
+            i += 1
+        elif inline or "=" in token:
             value = inline
             i += 1
         elif i + 1 < len(head):
@@ -108,5 +146,5 @@ def _runner_options_after_script(ctx: click.Context, args: tuple[str, ...]) -> t
             raise click.UsageError(f"option {name} needs a value", ctx=ctx)
         if ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE:
             raise click.UsageError(f"{name} is given both before and after SCRIPT", ctx=ctx)
-        given[param.name] = param.type.convert(value, param, ctx)
+        given[param.name] = value if param.is_flag else param.type.convert(value, param, ctx)
     return given, rest + tail

@@ -7,7 +7,9 @@ maps input rows to one ``RowOutcome`` each. ``process_batch`` never touches stor
 
 ``_run_step`` does the rest: checks declared input columns before any LLM call, reuses a finished
 step whose manifest matches, writes kept rows atomically and failed/filtered rows to the step's
-rejected file, and reports counts by reason.
+rejected file, and reports counts by reason, plus the operator's own counters
+(``self.stat_update("duplicates_dropped")``, datatrove's name). Under a ``PipelineCheck``
+(``dataflow.core.preflight``) it records the step and its columns instead of running it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import abc
 import hashlib
 import json
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from .errors import ConfigError, MissingColumnError
 from .llm import CURRENT_STEP
+from .preflight import active_check, column_names
 from .runner import active_runner
 
 
@@ -33,7 +37,10 @@ if TYPE_CHECKING:  # pragma: no cover
 OK, FAILED, FILTERED = "ok", "failed", "filtered"
 #: the ``RunReport`` counts a step's manifest keeps (and a reused step reports again)
 COUNT_FIELDS = ("rows_in", "rows_out", "kept", "failed", "filtered", "failed_by_reason", "filtered_by_reason",
-                "advisory_by_reason")
+                "advisory_by_reason", "counters")
+#: guards ``stat_update`` (finish functions may run on several threads); module-level, because an
+#: operator is pickled to Ray actors and a lock cannot be
+_COUNTER_LOCK = threading.Lock()
 
 
 @dataclass
@@ -92,6 +99,9 @@ class RunReport:
     filtered_by_reason: dict[str, int] = field(default_factory=dict)
     #: kept rows an advisory judge rejected, by reason code (they are also counted in ``kept``)
     advisory_by_reason: dict[str, int] = field(default_factory=dict)
+    #: what the operator counted with ``stat_update`` during this run (summed over batches and
+    #: Ray actors), e.g. ``{"duplicates_dropped": 3}``; a reused step reports its manifest's
+    counters: dict[str, int] = field(default_factory=dict)
     llm: dict[str, int] = field(default_factory=dict)
     reused: bool = False
     seconds: float = 0.0
@@ -105,6 +115,8 @@ class RunReport:
         if self.advisory_by_reason:
             parts.append(f"{sum(self.advisory_by_reason.values())} kept despite an advisory judge's "
                          f"rejection ({_fmt_counts(self.advisory_by_reason)})")
+        if self.counters:
+            parts.append(f"counted {_fmt_counts(self.counters)}")
         if self.reused:
             parts.append("reused finished step, 0 LLM calls")
         elif self.llm:
@@ -154,6 +166,10 @@ class OperatorABC(abc.ABC):
     #: version run again instead of being reused (their LLM replies come from the response cache).
     #: ``None`` (the default) leaves it out of the manifest.
     version: ClassVar[int | None] = None
+    #: columns every kept row gets besides the ``output_*`` ones, under fixed names (e.g.
+    #: APIGenGenerator's ``style`` and ``persona``): the pre-flight check counts them among the
+    #: columns later steps can read. Override ``written_columns`` when a setting decides them.
+    extra_output_columns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, llm_serving: "LLMServingABC | None" = None, prompt_template: Any = None):
         self.llm_serving = llm_serving
@@ -192,6 +208,27 @@ class OperatorABC(abc.ABC):
             raise ConfigError(f"{type(self).__name__} needs llm_serving=...; none was given")
         return self.llm_serving
 
+    # -- counters -----------------------------------------------------------------------------
+    def stat_update(self, name: str, value: int = 1) -> None:
+        """Count ``value`` more of ``name`` (a short code, like a reason: ``"duplicates_dropped"``)
+        in this run's ``RunReport.counters``. Call it from ``process_batch`` or a finish function:
+        each run starts from zero, counts are summed over batches and Ray actors, and they go
+        into the step's manifest, so a reused step reports the same counters.
+        Raises ``ValueError`` for a negative or non-integer ``value``."""
+        if type(value) is not int or value < 0:
+            raise ValueError(f"stat_update({name!r}, {value!r}): a count is a non-negative int")
+        with _COUNTER_LOCK:
+            counters = self.__dict__.setdefault("_counters", Counter())
+            counters[name] += value
+
+    def take_counters(self) -> dict[str, int]:
+        """The counts ``stat_update`` recorded since the last call, which starts a new tally.
+        A step's run takes them into its ``RunReport``; code that calls ``process_batch`` itself
+        (``dataflow apigen generate``) reads them here."""
+        with _COUNTER_LOCK:
+            counters = self.__dict__.pop("_counters", None) or {}
+        return {k: v for k, v in counters.items() if v}
+
     # -- contract -----------------------------------------------------------------------------
     @abc.abstractmethod
     def run(self, storage: Any, **keys: Any) -> RunReport:
@@ -200,6 +237,12 @@ class OperatorABC(abc.ABC):
     @abc.abstractmethod
     def process_batch(self, rows: list[dict], **params: Any) -> list[RowOutcome]:
         """One ``RowOutcome`` per input row, in order. Must not touch storage."""
+
+    def written_columns(self, outputs: dict[str, Any]) -> list[str]:
+        """The columns this step writes into each kept row: its ``output_*`` columns (``outputs``
+        maps argument -> column(s)), then ``extra_output_columns``."""
+        return list(dict.fromkeys([*(c for value in outputs.values() for c in column_names(value)),
+                                   *self.extra_output_columns]))
 
     # -- the shared step machinery ------------------------------------------------------------
     def _run_keys(self, storage: Any, keys: dict[str, Any], params: dict[str, Any] | None = None) -> RunReport:
@@ -232,8 +275,14 @@ class OperatorABC(abc.ABC):
         name = type(self).__name__
         started = time.perf_counter()
         columns = storage.read_columns()
+        check = active_check()
+        if check is not None:  # a pre-flight check: record the step and its columns, run nothing
+            check.record(step=storage.operator_step + 1, operator=name, inputs=inputs,
+                         written=self.written_columns(outputs), columns=columns,
+                         output_path=storage.output_path())
+            return RunReport(operator=name, step=storage.operator_step + 1, output_file=storage.output_path())
         missing = [(key, column) for key, value in inputs.items()
-                   for column in ([value] if isinstance(value, str) else (value or [])) if column not in columns]
+                   for column in column_names(value) if column not in columns]
         # an empty table (every row rejected upstream) may lack columns its rows would have: the
         # step runs on nothing and says "0 rows in"
         if missing and storage.read(output_type="dict"):
@@ -270,10 +319,12 @@ class OperatorABC(abc.ABC):
         label = f"step {storage.operator_step + 1} {name}"
         print(f"{label}: {len(rows)} rows in", file=sys.stderr, flush=True)
         token = CURRENT_STEP.set(label)
+        self.take_counters()  # this run counts from zero (a runner adds its actors' counts here)
         try:
             outcomes = runner.run_batches(self, fn, rows) if runner is not None else fn(rows)
         finally:
             CURRENT_STEP.reset(token)
+        counters = self.take_counters()
         if len(outcomes) != len(rows):
             raise RuntimeError(f"{name}.process_batch returned {len(outcomes)} outcomes for {len(rows)} rows")
 
@@ -314,6 +365,7 @@ class OperatorABC(abc.ABC):
             failed_by_reason=dict(failed_by),
             filtered_by_reason=dict(filtered_by),
             advisory_by_reason=dict(advisory_by),
+            counters=dict(sorted(counters.items())),
             llm=llm_delta,
         )
         manifest["counts"] = {k: getattr(report, k) for k in COUNT_FIELDS}

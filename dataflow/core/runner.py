@@ -28,7 +28,9 @@ class BatchRunner(Protocol):
         self, operator: "OperatorABC", batch_fn: Callable[[list[dict]], list["RowOutcome"]], rows: list[dict]
     ) -> list["RowOutcome"]:
         """One ``RowOutcome`` per row of ``rows``, in order. A runner that runs ``batch_fn``
-        elsewhere adds the LLM statistics it spent there to ``operator.llm_serving.stats``."""
+        elsewhere adds the LLM statistics it spent there to ``operator.llm_serving.stats``, and
+        the counters its copies of the operator recorded there to the operator's
+        (``operator.stat_update(name, count)``), so ``RunReport.counters`` holds the whole step's."""
 
 
 _stack: list[Any] = []

@@ -39,7 +39,8 @@ FORMAT_NOTES = {
 def funnel_of(reports: Iterable[Any], export_skipped: dict[str, int] | None = None,
               exported: int | None = None) -> list[dict]:
     """One entry per step ``{"step", "operator", "rows_in", "kept", "failed", "filtered",
-    "failed_by_reason", "filtered_by_reason", "advisory_by_reason", "reused", "seconds"}`` from
+    "failed_by_reason", "filtered_by_reason", "advisory_by_reason", "counters", "reused",
+    "seconds"}`` from
     ``RunReport`` objects (or their dicts), the latest run of each step; with ``exported``, a last
     ``export`` entry whose filtered rows are ``export_skipped``."""
     latest: dict[int, dict] = {}
@@ -56,6 +57,7 @@ def funnel_of(reports: Iterable[Any], export_skipped: dict[str, int] | None = No
             "failed_by_reason": dict(data.get("failed_by_reason") or {}),
             "filtered_by_reason": dict(data.get("filtered_by_reason") or {}),
             "advisory_by_reason": dict(data.get("advisory_by_reason") or {}),
+            "counters": dict(data.get("counters") or {}),
             "reused": bool(data.get("reused", False)), "seconds": round(float(data.get("seconds", 0.0)), 2),
         })
     if exported is not None:
@@ -64,9 +66,23 @@ def funnel_of(reports: Iterable[Any], export_skipped: dict[str, int] | None = No
             "step": (funnel[-1]["step"] + 1) if funnel else 1, "operator": "export",
             "rows_in": exported + sum(skipped.values()), "kept": exported, "failed": 0,
             "filtered": sum(skipped.values()), "failed_by_reason": {}, "filtered_by_reason": skipped,
-            "advisory_by_reason": {}, "reused": False, "seconds": 0.0,
+            "advisory_by_reason": {}, "counters": {}, "reused": False, "seconds": 0.0,
         })
     return funnel
+
+
+def reasons_text(entry: dict) -> str:
+    """A funnel entry's rejections by reason, then the rows an advisory judge kept and what the
+    operator counted (``stat_update``), as the card's and the HTML report's "reasons" cell."""
+    def counts(by: dict) -> str:
+        return ", ".join(f"{k}: {v}" for k, v in sorted(by.items(), key=lambda kv: -kv[1]))
+
+    parts = [counts({**entry.get("failed_by_reason", {}), **entry.get("filtered_by_reason", {})})]
+    if entry.get("advisory_by_reason"):
+        parts.append("kept, advisory judge: " + counts(entry["advisory_by_reason"]))
+    if entry.get("counters"):
+        parts.append("counted: " + counts(entry["counters"]))
+    return "; ".join(p for p in parts if p) or "-"
 
 
 def serving_parameters(serving: Any) -> dict:
@@ -223,13 +239,8 @@ def dataset_card(summary: dict, default: str | None = None, title: str | None = 
     lines += ["", "## Funnel", "", "| step | operator | rows in | kept | failed | filtered | reasons |",
               "|---|---|---|---|---|---|---|"]
     for entry in summary.get("funnel") or []:
-        reasons = {**entry.get("failed_by_reason", {}), **entry.get("filtered_by_reason", {})}
-        advisory = entry.get("advisory_by_reason") or {}
-        text = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
-        if advisory:
-            text += ("; " if text else "") + "kept, advisory judge: " + ", ".join(f"{k}: {v}" for k, v in advisory.items())
         lines.append(f"| {entry['step']} | {entry['operator']} | {entry['rows_in']} | {entry['kept']} | "
-                     f"{entry['failed']} | {entry['filtered']} | {text or '-'} |")
+                     f"{entry['failed']} | {entry['filtered']} | {reasons_text(entry)} |")
     lines += ["", "## Checks every example passed", ""]
     lines += [f"- {check}" for check in summary.get("checks") or []] or ["- (none recorded)"]
     flags = summary.get("quality_flags")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..tools.calls import json_type, read_calls
-from .card import read_run_summary
+from .card import read_run_summary, reasons_text
 from .finetune import read_record
 
 __all__ = ["REPORT_FILE", "QUALITY_CHECKS", "report_data", "build_report", "write_report"]
@@ -206,7 +206,7 @@ def build_report(folder: str | Path, examples: int = 3) -> str:
             f"<p>{len(data['records'])} exported examples; model <code>{html.escape(str(summary.get('model')))}</code>; "
             f"made {html.escape(str(summary.get('created_at', '?')))}; folder <code>{html.escape(str(Path(folder).resolve()))}</code></p>"]
     rows = "".join(f"<tr><td>{e['step']}</td><td>{html.escape(e['operator'])}</td><td>{e['rows_in']}</td><td>{e['kept']}</td>"
-                   f"<td>{e['failed']}</td><td>{e['filtered']}</td><td>{html.escape(_reasons(e))}</td></tr>"
+                   f"<td>{e['failed']}</td><td>{e['filtered']}</td><td>{html.escape(reasons_text(e))}</td></tr>"
                    for e in summary.get("funnel") or [])
     body.append("<h2>Funnel</h2><table id='funnel-table'><tr><th>step</th><th>operator</th><th>rows in</th><th>kept</th>"
                 f"<th>failed</th><th>filtered</th><th>reasons</th></tr>{rows}</table>")
@@ -228,15 +228,6 @@ def build_report(folder: str | Path, examples: int = 3) -> str:
             f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
             f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
             + "\n".join(body) + "</body></html>")
-
-
-def _reasons(entry: dict) -> str:
-    reasons = {**entry.get("failed_by_reason", {}), **entry.get("filtered_by_reason", {})}
-    text = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
-    advisory = entry.get("advisory_by_reason") or {}
-    if advisory:
-        text += ("; " if text else "") + "kept, advisory judge: " + ", ".join(f"{k}: {v}" for k, v in advisory.items())
-    return text or "-"
 
 
 def write_report(folder: str | Path, out: str | Path | None = None, examples: int = 3) -> str:

@@ -12,9 +12,11 @@ What happens in one step (``OperatorABC._run_step`` under ``with RayRunner(...)`
    of ``batch_size`` rows; the client sends that batch's requests concurrently (its
    ``max_workers``), so the cluster has up to ``num_actors x max_workers`` requests in flight.
 3. The driver collects the outcomes, sorts them back into input order by index, adds the actors'
-   LLM statistics to its own serving's, and ``_run_step`` writes the step file, rejected rows and
-   manifest atomically, as it always does. Step files are therefore identical to the local
-   runner's, and either runner reuses or resumes the other's steps.
+   LLM statistics to its own serving's and the counters their copies of the operator recorded
+   (``stat_update``; each batch's travel with its outcomes) to the operator's, and ``_run_step``
+   writes the step file, rejected rows and manifest atomically, as it always does. Step files
+   are therefore identical to the local runner's, and either runner reuses or resumes the
+   other's steps.
 
 Response cache: every actor opens the same SQLite response cache as the driver (the step's
 ``cache_path``, made absolute; WAL mode with a 30 s busy timeout, one transaction per event-loop
@@ -201,6 +203,7 @@ class RayRunner(Runner):
 
         outcomes: list[RowOutcome | None] = [None] * len(rows)
         stats: dict[str, int] = {}
+        counters: dict[str, int] = {}
         for record in records:
             index = int(record["i"])
             if not 0 <= index < len(rows) or outcomes[index] is not None:
@@ -210,6 +213,9 @@ class RayRunner(Runner):
             if record["stats"]:
                 for key, value in jsonio.loads(record["stats"]).items():
                     stats[key] = stats.get(key, 0) + int(value)
+            if record["counters"]:
+                for key, value in jsonio.loads(record["counters"]).items():
+                    counters[key] = counters.get(key, 0) + int(value)
         missing = [i for i, o in enumerate(outcomes) if o is None]
         if missing:
             raise RuntimeError(f"RayRunner: {name}: no outcome for {len(missing)} of {len(rows)} rows")
@@ -217,6 +223,8 @@ class RayRunner(Runner):
             for key, value in stats.items():
                 if hasattr(serving.stats, key):
                     setattr(serving.stats, key, getattr(serving.stats, key) + value)
+        for key, value in counters.items():
+            operator.stat_update(key, value)
         self.last_run = {"operator": name, "rows": len(rows), "batches": n_batches,
                          "actors": min(self.num_actors, n_batches)}
         self.runs.append(self.last_run)
@@ -247,7 +255,9 @@ class _BatchWorker:
         indexes = [int(i) for i in batch["i"]]
         rows = [jsonio.loads(r) for r in batch["row"]]
         before = self.serving.stats.as_dict() if self.serving is not None else {}
+        self.operator.take_counters()  # this batch's counts only
         outcomes = self.batch_fn(rows)
+        counted = self.operator.take_counters()
         if len(outcomes) != len(rows):
             raise RuntimeError(f"{type(self.operator).__name__}.process_batch returned {len(outcomes)} "
                                f"outcomes for {len(rows)} rows")
@@ -259,8 +269,10 @@ class _BatchWorker:
                 raise RuntimeError(f"unknown row status {outcome.status!r}")
             encoded.append(jsonio.dumps_str({"status": outcome.status, "rows": outcome.rows,
                                              "reason": outcome.reason, "advisory": outcome.advisory}))
+        # the batch's LLM statistics and counters ride on its first record
         stats = [jsonio.dumps_str(delta) if delta else ""] + [""] * (len(rows) - 1)
-        return pd.DataFrame({"i": indexes, "outcome": encoded, "stats": stats})
+        counters = [jsonio.dumps_str(counted) if counted else ""] + [""] * (len(rows) - 1)
+        return pd.DataFrame({"i": indexes, "outcome": encoded, "stats": stats, "counters": counters})
 
 
 def _import_ray():

@@ -5,7 +5,9 @@ k wrote before it and writes ``{cache_path}/{prefix}_step{k+1}.{cache_type}`` (`
 the prefix already ends in "step", as the seed's ``dataflow_cache_step`` does; a cache written
 with the older doubled name, ``dataflow_cache_step_step1.jsonl``, is still read and resumed).
 Each manifest names the pipeline script that wrote it; a step file written by another pipeline
-is never replaced: ``write`` raises ``ConfigError`` saying whose it is. Every write is
+is never replaced: ``write`` raises ``ConfigError`` saying whose it is. Under a pre-flight check
+(``dataflow.core.preflight``) a step file the check only recorded has the columns the check says,
+and reading its rows raises ``CheckComplete``. Every write is
 atomic and leaves a manifest beside the data (see ``manifest.py``), which ``find_reusable`` uses
 to skip a step that already finished with the same operator, settings and input.
 
@@ -175,6 +177,10 @@ class FileStorage:
     def _load(self) -> formats.Table:
         """Read this step's whole input (cached until the file changes or ``read()`` takes it)."""
         path = Path(self.input_path())
+        if _checked_columns(path) is not None:
+            from ..core.preflight import CheckComplete
+
+            raise CheckComplete(f"{path} is a step the pre-flight check only recorded: it has no rows")
         if not path.is_file():
             raise self._missing_input(path)
         key = _stat_key(path)
@@ -194,7 +200,11 @@ class FileStorage:
         return table
 
     def read_columns(self) -> list[str]:
-        """Column names of this step's input (from the manifest when it has one)."""
+        """Column names of this step's input (from the manifest when it has one; under a
+        pre-flight check, those the check says an earlier recorded step writes)."""
+        checked = _checked_columns(self.input_path())
+        if checked is not None:
+            return checked
         if self.operator_step > 0:
             path = Path(self.input_path())
             if not path.is_file():
@@ -387,6 +397,14 @@ def _clean(value: Any) -> Any:
     if value is None or type(value) in (str, int, bool):
         return value
     return jsonio.to_native(value)
+
+
+def _checked_columns(path: str | Path) -> list[str] | None:
+    """The columns of ``path`` when the active pre-flight check records the step that writes it."""
+    from ..core.preflight import active_check
+
+    check = active_check()
+    return check.columns_of(str(path)) if check is not None else None
 
 
 def _main_script() -> str | None:

@@ -1,9 +1,10 @@
 """Step manifests: the small JSON file beside each step file that says how it was made.
 
 ``<data file>.manifest.json`` holds what produced the step (operator, parameters, model, prompt
-hash, input fingerprint, dataflow version), what is in it (columns, column kinds, counts) and the
-data file's size and sha256. It is written atomically *after* the data file, so a data file
-without a manifest, or whose bytes do not match it, is never reused as a finished step.
+hash, input fingerprint, dataflow version), what is in it (columns, column kinds, counts, the
+operator's own counters) and the data file's size and sha256. It is written atomically *after*
+the data file, so a data file without a manifest, or whose bytes do not match it, is never
+reused as a finished step.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def load_manifest(path: str | Path) -> dict[str, Any] | None:
 
 
 _COUNT_KEYS = ("rows_in", "rows_out", "kept", "failed", "filtered")
-_REASON_KEYS = ("failed_by_reason", "filtered_by_reason", "advisory_by_reason")
+#: ``{name: count}`` objects in ``counts`` (``counters``: what the operator counted with ``stat_update``)
+_REASON_KEYS = ("failed_by_reason", "filtered_by_reason", "advisory_by_reason", "counters")
 _COLUMN_KINDS = frozenset({"str", "str|null", "int", "float", "bool", "null", "json"})
 
 
@@ -60,7 +62,8 @@ def _count(value: Any) -> bool:
 
 def well_formed(value: Any) -> bool:
     """Whether ``value`` has the types every reader of a manifest relies on: a JSON object whose
-    ``counts`` (when present) holds non-negative integer counts and ``{reason: count}`` objects,
+    ``counts`` (when present) holds non-negative integer counts and ``{reason: count}`` objects
+    (also its ``counters``),
     ``size`` an integer, ``sha256`` a string, ``columns`` a list of strings and ``column_types``
     an object of known column kinds. Anything else (hand edits, another program's file, a hostile
     file) is treated as no manifest rather than trusted."""

@@ -600,6 +600,8 @@ class ExecutionChecker(OperatorABC):
                 else:
                     outcomes.append(RowOutcome.keep(merge_row(row, **{
                         output_key: not errors, output_results_key: results, output_reason_key: reason})))
+            if sandbox.restarts:  # workers replaced after a call killed or hung its worker
+                self.stat_update("worker_restarts", sandbox.restarts)
         return outcomes
 
 

@@ -5,7 +5,8 @@ Per row it draws (seeded, from the row's content, so reruns are identical) the n
 optionally irrelevance, whose answer is ``[]``) and a persona (tone x user role). The reply is
 structured output (``{"pairs": [{"query", "answers": [{"name", "arguments"}]}]}``) whose
 arguments stay native JSON values. Each pair becomes one output row; a query that repeats an
-earlier one exactly (after trimming whitespace) is dropped and counted in ``duplicates_dropped``.
+earlier one exactly (after trimming whitespace) is dropped and counted (``RunReport.counters``:
+``duplicates_dropped``; a re-asked reply counts in ``reasked``).
 A reply with a pair that copies an example or calls with values its query does not state is
 asked again once, with that feedback (``StructuredLLMOperator.structured_round``'s ``Reask``).
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,7 @@ class APIGenGenerator(StructuredLLMOperator):
     prompt_names = ("apigen_generator",)
     rows_independent = False  # plans use the row index; duplicate queries are dropped table-wide
     version = 2  # 2: a pair that makes the same call twice is re-asked
+    extra_output_columns = ("style", "persona")  # beside the query and answers columns
 
     def __init__(self, llm_serving: Any = None, num_pairs: Any = None, styles: Any = None,
                  irrelevance_rate: float | None = None, personas: Any = None, config: Any = None,
@@ -117,8 +118,6 @@ class APIGenGenerator(StructuredLLMOperator):
 
             seed_examples = [e["query"] for e in load_seed_examples(seed_examples)]
         self.seed_queries: list[str] = list(seed_examples or [])
-        self.duplicates_dropped = 0
-        self.reasked = 0
         _draw_num_pairs(self.num_pairs, random.Random(0))  # validate now
 
     def run(self, storage: Any, input_tools_key: str = "tools", input_examples_key: str | None = "examples",
@@ -186,7 +185,7 @@ class APIGenGenerator(StructuredLLMOperator):
             rows_out = (earlier or []) + [r for r, _ in out]
             if problems and earlier is None and self.max_reasks > 0:
                 first_good[index] = [r for r, problem in out if not problem]
-                self.reasked += 1
+                self.stat_update("reasked")
                 raise Reask(" ".join(problems) + " Write new queries in your own words, with new values, and"
                             " state in each query every value its calls use.", RowOutcome.keep_many(rows_out))
             return RowOutcome.keep_many(rows_out)
@@ -234,14 +233,12 @@ class APIGenGenerator(StructuredLLMOperator):
             kept = []
             for row in outcome.rows:
                 if row[query_key] in seen:
-                    self.duplicates_dropped += 1
+                    self.stat_update("duplicates_dropped")
                     continue
                 seen.add(row[query_key])
                 kept.append(row)
             final.append(RowOutcome.keep_many(kept) if kept else
                          RowOutcome.drop("duplicate_query: every generated query repeats an earlier one"))
-        if self.duplicates_dropped:
-            print(f"APIGenGenerator: {self.duplicates_dropped} duplicate queries dropped", file=sys.stderr)
         return final
 
     def _plan(self, row: dict, tools: list[dict], index: int) -> dict:

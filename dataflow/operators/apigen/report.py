@@ -2,7 +2,8 @@
 execution / semantic, verified, pass rate.
 
 Built from the ``RunReport``s a ``FileStorage`` collects (``storage.reports``), so a reused step
-(0 LLM calls on a rerun) still counts.
+(0 LLM calls on a rerun) still counts, its generator counters (duplicates dropped, replies
+re-asked) included: they come from the step's manifest.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ CODES = ("copied_example", "duplicate_query", "failed_format", "failed_repeated_
          "failed_irrelevance", "failed_execution", "failed_semantic")
 
 
-def stage_table(reports: Iterable[Any], duplicates_dropped: int = 0, reasked: int = 0) -> dict:
-    """Counts per stage from the run reports of one pipeline run (the latest of each operator).
-    ``duplicates_dropped`` and ``reasked`` are the generator's own counters."""
+def stage_table(reports: Iterable[Any]) -> dict:
+    """Counts per stage from the run reports of one pipeline run (the latest of each operator);
+    ``duplicates_dropped`` and ``reasked`` are the generator report's counters."""
     latest: dict[str, Any] = {}
     for report in reports:
         latest[report.operator] = report
-    table: dict[str, Any] = {"generated": 0, "duplicates_dropped": duplicates_dropped, "reasked": reasked,
+    gen = latest.get("APIGenGenerator")
+    counters = (getattr(gen, "counters", None) or {}) if gen is not None else {}
+    table: dict[str, Any] = {"generated": 0, "duplicates_dropped": counters.get("duplicates_dropped", 0),
+                             "reasked": counters.get("reasked", 0),
                              "generation_failed": 0, **dict.fromkeys(CODES, 0), "judge_errors": 0, "judge_advisory": 0,
                              "verified": 0, "pass_rate": 0.0}
-    gen = latest.get("APIGenGenerator")
     if gen is not None:
         table["generated"] = gen.rows_out
         table["generation_failed"] = gen.failed

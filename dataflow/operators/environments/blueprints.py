@@ -146,6 +146,8 @@ class TaskBlueprintGenerator(StructuredLLMOperator):
     """
 
     prompt_names = ("env_blueprint",)
+    extra_output_columns = ("blueprint_calls", "expected_results", "expected_state", "expected_facts",
+                            "environment", "blueprint_rejections")  # beside the intent column
 
     def __init__(self, llm_serving: Any = None, environment: Any = None, max_reasks: int = 2,
                  data_chars: int = DATA_CHARS, prompt_template: Any = None):

@@ -127,6 +127,8 @@ class EnvironmentConversationGenerator(StructuredLLMOperator):
     ``ConfigError`` without an environment."""
 
     prompt_names = ("env_user_agent", "env_assistant_agent")
+    extra_output_columns = ("environment", "state_check", "trajectory_attempts", "trajectory_passes", "pass_hat_k",
+                            "attempt_reasons")  # beside the conversations and tools columns
 
     def __init__(self, llm_serving: Any = None, environment: Any = None, attempts: int = 1,
                  max_user_turns: int = 4, max_assistant_turns: int = 10, max_reasks: int = 3,
