@@ -43,6 +43,7 @@ from dataflow.exports.finetune import canonical_record, parse_formats, write_rec
 from dataflow.storage.head import first_rows_file
 from dataflow.serving import serving_from_env
 from dataflow.storage.atomic import atomic_write_jsonl, atomic_write_text
+from dataflow.tools.calls import CallError, read_call_list
 from dataflow.utils.storage import FileStorage
 
 HERE = Path(__file__).resolve().parent
@@ -124,6 +125,7 @@ class APIGenPipeline:
         part of the example, which would otherwise need a final assistant answer after them."""
         out_dir = self.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
+        rows = [_calls_read(row) for row in rows]  # each call read once; the split and every format take it as read
         result = stratified_split(rows, test_size=0.2, seed=0)
         print(result.summary(), flush=True)
         atomic_write_text(out_dir / "split_report.json", json.dumps(result.report(), indent=2) + "\n")
@@ -152,6 +154,15 @@ class APIGenPipeline:
         docs = write_export_docs(out_dir, summary, default=self.formats[0])
         print(f"fine-tuning files in {out_dir} ({', '.join(files)}); dataset card {docs['card']}; "
               f"report {docs.get('report') or docs.get('report_missing')}", flush=True)
+
+
+def _calls_read(row: dict) -> dict:
+    """``row`` with its ``answers`` read (``dataflow.tools.Call`` objects); an unreadable value
+    stays as it is, for the split and the writers to report as they always have."""
+    try:
+        return {**row, "answers": read_call_list(row.get("answers"))}
+    except CallError:
+        return row
 
 
 def _formats(text: str) -> tuple[str, ...]:

@@ -341,3 +341,34 @@ def test_bench_judges_on_the_fake_server(fake_server, tmp_path, monkeypatch, no_
     serving = APILLMServing_request(api_url=fake_server.url, model_name="bench-fake", cache=False)
     assert SemanticChecker(serving).calibration()["n_good"] >= 20
     assert not SemanticChecker(serving).calibrated()
+
+
+# -- the shared round ------------------------------------------------------------------------------
+@pytest.mark.parametrize("judge,row,reply", [
+    (lambda s: SemanticChecker(s, n_votes=3, judge_mode="enforce"), SEMANTIC_ROW, semantic_reply(True)),
+    (lambda s: CompositionTaskFilter(s, n_votes=3, judge_mode="enforce"), COMPOSITION_ROW, composition_reply("none")),
+    (lambda s: ConversationQualityEvaluator(s, min_score=3, n_votes=3, judge_mode="enforce"),
+     {"conversations": CONVERSATION, "tools": TOOLS}, quality_reply(4)),
+])
+def test_every_judge_votes_on_the_shared_structured_round(judge, row, reply, monkeypatch):
+    """Each judge is a reply model, a template and what a vote says: its votes are requests of one
+    ``structured_round`` (one batch of rows x votes, vote k with ``vote_options(3)[k]``), never
+    re-asked for echoing its instructions."""
+    from dataflow.operators import llm
+    from dataflow.operators.llm import StructuredLLMOperator
+
+    rounds = []
+    shared = llm.structured_round
+
+    def recording(serving, rows, prompt, reply_model, finish, **kwargs):
+        rounds.append((len(rows), [kwargs["options"](r) for r in rows], kwargs["check"]))
+        return shared(serving, rows, prompt, reply_model, finish, **kwargs)
+
+    monkeypatch.setattr(llm, "structured_round", recording)
+    serving = FakeLLMServing(lambda messages, schema: reply)
+    operator = judge(serving)
+    assert isinstance(operator, StructuredLLMOperator)
+    outcomes = operator.process_batch([dict(row), dict(row)])
+    assert [o.status for o in outcomes] == ["ok", "ok"]
+    assert rounds == [(6, vote_options(3) * 2, None)]
+    assert serving.call_options == vote_options(3) * 2

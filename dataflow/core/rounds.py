@@ -51,14 +51,18 @@ def ask_structured(
     prompts: Sequence[Prompt],
     model: type[BaseModel],
     json_schema: dict | Sequence[dict] | None = None,
+    options: Sequence[dict | None] | None = None,
 ) -> list[Parsed]:
     """Send every ``(system, user)`` prompt in one batch with ``model``'s schema (or
     ``json_schema``: one schema, or one per prompt, e.g. narrowed to that row's tools) and
-    validate each reply against ``model``."""
+    validate each reply against ``model``. ``options``: request fields per prompt (``None`` for
+    none), e.g. ``{"temperature": 0.7, "seed": 2}`` for an independent sample; sent only when
+    some prompt has them."""
     if not prompts:
         return []
+    extra = {"options": list(options)} if options is not None and any(o is not None for o in options) else {}
     results = serving.generate_from_conversations(
-        [prompt_messages(s, u) for s, u in prompts], json_schema=json_schema or schema_for(model)
+        [prompt_messages(s, u) for s, u in prompts], json_schema=json_schema or schema_for(model), **extra
     )
     return [parse_reply(result, model) for result in results]
 
@@ -73,22 +77,27 @@ def structured_round(
     row_schema: Callable[[dict], dict] | None = None,
     max_reasks: int = 0,
     check: Callable[[Any, str], str | None] | None = None,
+    options: Callable[[dict], dict | None] | None = None,
 ) -> list[RowOutcome]:
     """One ``RowOutcome`` per row, in order.
 
     ``prompt(row)`` gives the row's ``(system, user)`` prompt or raises ``InvalidInput``;
     ``row_schema(row)``, when given, the JSON schema sent for that row (a narrowed form of
-    ``reply_model``'s); ``check(reply, system)``, when given, a reason to re-ask a valid reply
+    ``reply_model``'s); ``options(row)``, when given, the request fields of that row's requests
+    (``None``: none; an LLM judge's votes are rows asking the same prompt with a different
+    seed); ``check(reply, system)``, when given, a reason to re-ask a valid reply
     (feedback ``"<reason>. Write it in your own words."``, final outcome ``fail(reason)``) before
     ``finish(row, reply)`` makes the outcome. ``finish`` may raise ``Reask``; the rows to re-ask go
     together in one batch per attempt, at most ``max_reasks`` times."""
     outcomes: list[RowOutcome | None] = [None] * len(rows)
     rendered: dict[int, Prompt] = {}
     schemas: dict[int, dict | None] = {}
+    fields: dict[int, dict | None] = {}
     for i, row in enumerate(rows):
         try:
             rendered[i] = prompt(row)
             schemas[i] = row_schema(row) if row_schema is not None else None
+            fields[i] = options(row) if options is not None else None
         except InvalidInput as exc:
             outcomes[i] = RowOutcome.fail(str(exc))
     pending = list(rendered)
@@ -101,7 +110,8 @@ def structured_round(
                 user = f"{user}\n\nYour previous answer was rejected: {feedback[i]} Answer again."
             prompts.append((system, user))
         replies = ask_structured(
-            serving, prompts, reply_model, [schemas[i] for i in pending] if row_schema is not None else None
+            serving, prompts, reply_model, [schemas[i] for i in pending] if row_schema is not None else None,
+            [fields[i] for i in pending],
         )
         again: list[int] = []
         for i, parsed in zip(pending, replies):

@@ -40,7 +40,8 @@ from typing import Any, Callable, Iterable
 
 from ..core.errors import DataFlowError
 from ..tools.calls import (
-    CallError, dumps_json, loads_strict, pair_results, parse_call, read_arguments, read_calls,
+    Call, CallError, OpenAICall, dumps_json, loads_strict, pair_results, parse_call, read_arguments, read_call_list,
+    read_calls, call_id_of,
 )
 from ..tools.spec import NAME_RE, normalize_tools
 
@@ -108,9 +109,9 @@ def to_openai_chat(
     assistant's closing message: an example must end with the assistant, not a tool result.
     Tool names OpenAI refuses are renamed (``openai_names``); ``names``, when given, receives
     ``{OpenAI name: declared name}`` for each renamed tool."""
-    calls = read_calls(answers)
+    calls = read_call_list(answers)
     specs = tools_of(tools)
-    mapping = openai_names([s["function"]["name"] for s in specs] + [c["name"] for c in calls])
+    mapping = openai_names([s["function"]["name"] for s in specs] + [c.name for c in calls])
     if names is not None:
         names.update({new: old for old, new in mapping.items()})
     if results is not None and calls:
@@ -128,16 +129,12 @@ def to_openai_chat(
         ids = tool_call_ids("call", len(calls))
         messages.append({
             "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {"id": cid, "type": "function",
-                 "function": {"name": mapping.get(c["name"], c["name"]), "arguments": dumps_json(c["arguments"])}}
-                for cid, c in zip(ids, calls)
-            ],
+            "content": None,  # each entry carries its read call (OpenAICall): nothing after reads it again
+            "tool_calls": [Call(mapping.get(c.name, c.name), c.arguments).to_openai(cid) for cid, c in zip(ids, calls)],
         })
         if results is not None:
             for cid, call, result in zip(ids, calls, results):
-                messages.append({"role": "tool", "tool_call_id": cid, "name": mapping.get(call["name"], call["name"]),
+                messages.append({"role": "tool", "tool_call_id": cid, "name": mapping.get(call.name, call.name),
                                  "content": _as_text(result)})
             messages.append({"role": "assistant", "content": final_answer.strip()})  # type: ignore[union-attr]
     return {"messages": messages, "tools": _renamed_tools(specs, mapping)}
@@ -488,13 +485,20 @@ def read_openai_row(row: dict) -> dict:
         if message.get("tool_calls"):
             calls = []
             for call in message["tool_calls"]:
-                name, arguments, problem = parse_call(call)
+                name, arguments, problem = parse_call(call)  # a call read already (OpenAICall) as it is
                 if problem:
                     raise RowError(f"tool call {name or ''}: {problem}")
-                calls.append({**call, "function": {"name": name, "arguments": dumps_json(arguments)}})
+                calls.append(_read_entry(call, name, arguments))  # type: ignore[arg-type]
             message["tool_calls"] = calls
         out.append(message)
     return {"messages": out, "tools": tools_of(row.get("tools") or [])}
+
+
+def _read_entry(call: Any, name: str, arguments: dict) -> OpenAICall:
+    """The read form of one ``tool_calls`` entry: its other keys kept, ``function`` the name and
+    the arguments as JSON text (written again, in one spelling), carrying the read call."""
+    entry = {**call, "function": {"name": name, "arguments": dumps_json(arguments)}}
+    return OpenAICall(entry, Call(name, arguments, call_id_of(entry)))
 
 
 def read_chat_message_row(row: dict) -> dict:

@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..tools.calls import dumps_json, loads_strict, pair_results, read_calls
+from ..tools.calls import (Call, OpenAICall, dumps_json, loads_strict, pair_results, read_call, read_call_list,
+                           read_calls)
 from .convert import (
     NO_CALL_REPLY, RowError, _renamed_message, _renamed_tools, openai_messages_to_hermes, openai_names,
     read_openai_row, read_sharegpt_row, read_xlam_row, to_openai_chat, to_xlam_row, tools_of,
@@ -94,13 +95,15 @@ def canonical_record(record: dict) -> dict:
             open_calls, answered = [], 0
             if message.get("tool_calls"):
                 out["tool_calls"] = []
-                for call in message["tool_calls"]:
+                for call in message["tool_calls"]:  # each read once by read_openai_row, carried on (OpenAICall)
                     given = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
                     new_id = f"call_{counter}"
                     counter += 1
                     open_calls.append([given, call["function"]["name"], new_id])
-                    out["tool_calls"].append({"id": new_id, "type": "function", "function": {
-                        "name": call["function"]["name"], "arguments": call["function"]["arguments"]}})
+                    read = read_call(call)
+                    out["tool_calls"].append(OpenAICall({"id": new_id, "type": "function", "function": {
+                        "name": call["function"]["name"], "arguments": call["function"]["arguments"]}},
+                        Call(read.name, read.arguments, new_id)))
             messages.append(out)
         else:  # tool: pair_results has said which call it answers
             given, name = pairing.results[index]
@@ -149,9 +152,10 @@ def _result_text(value: Any) -> str:
     return _text(value)
 
 
-def _calls(message: dict) -> list[dict]:
-    """``[{"name", "arguments": dict}]`` of a canonical assistant message."""
-    return read_calls(message.get("tool_calls") or [])
+def _calls(message: dict) -> list[Call]:
+    """The calls of a canonical assistant message (carried by its ``OpenAICall`` entries, so not
+    read again; an entry changed since, or a record built by hand, is read)."""
+    return read_call_list(message.get("tool_calls") or [])
 
 
 def _has_parallel_turn(record: dict) -> bool:
@@ -195,7 +199,7 @@ def to_trl_record(record: dict) -> dict:
             if message.get("content") or not message.get("tool_calls"):
                 out["content"] = message.get("content") or ""
             if message.get("tool_calls"):
-                out["tool_calls"] = [{"type": "function", "function": c} for c in _calls(message)]
+                out["tool_calls"] = [{"type": "function", "function": c.as_dict()} for c in _calls(message)]
             messages.append(out)
         elif message["role"] == "tool":
             messages.append({"role": "tool", "name": message["name"], "content": message["content"]})
@@ -234,7 +238,7 @@ def to_llamafactory_record(record: dict) -> dict:
         elif role == "assistant" and message.get("tool_calls"):
             if message.get("content"):
                 raise RowError(f"message {number}: LLaMA-Factory has no place for assistant text beside tool calls")
-            calls = _calls(message)
+            calls = [c.as_dict() for c in _calls(message)]
             turns.append({"from": "function_call", "value": dumps_json(calls[0] if len(calls) == 1 else calls)})
         elif role == "assistant":
             if not message.get("content"):
@@ -246,7 +250,7 @@ def to_llamafactory_record(record: dict) -> dict:
     row: dict[str, Any] = {"conversations": turns, "tools": dumps_json([t["function"] for t in record["tools"]])}
     if system is not None:
         row["system"] = system
-    problems = llamafactory_problems(row)
+    problems = llamafactory_problems(row, check_calls=False)  # its function_call values were written from read calls
     if problems:
         raise RowError(problems[0])
     return row
@@ -261,11 +265,12 @@ def _json_or_text(text: str) -> Any:
     return text
 
 
-def llamafactory_problems(row: dict) -> list[str]:
+def llamafactory_problems(row: dict, *, check_calls: bool = True) -> list[str]:
     """What breaks LLaMA-Factory's sharegpt rules in ``row`` (``[]`` when none): ``human`` and
     ``observation`` at odd positions (1st, 3rd, ...), ``gpt`` and ``function_call`` at even ones,
     an even number of turns, ``function_call`` values that are calls, ``tools`` a JSON text of a
-    list, ``system`` text."""
+    list, ``system`` text. ``check_calls=False`` leaves the ``function_call`` values unread (the
+    writer made them from calls it had read)."""
     problems = []
     turns = row.get("conversations")
     if not isinstance(turns, list) or not turns:
@@ -277,7 +282,7 @@ def llamafactory_problems(row: dict) -> list[str]:
             problems.append(f"turn {position}: {speaker!r} where {' or '.join(wanted)} must be")
         elif not isinstance(turn.get("value"), str):
             problems.append(f"turn {position}: value must be text")
-        elif speaker == "function_call":
+        elif speaker == "function_call" and check_calls:
             try:
                 if not read_calls(turn["value"]):
                     problems.append(f"turn {position}: function_call holds no call")

@@ -2,6 +2,10 @@
 ``ConversationQualityEvaluator``): independent votes, and a gate that makes a judge's verdict
 advisory on a model where it has not been shown to tell good items from bad ones.
 
+A judge is an ``LLMJudge`` ``StructuredLLMOperator``: a reply model, a template, what one vote
+says (``accepts(row, reply)``) and what a decided row becomes (``on_accept`` / ``on_reject``), on
+the shared structured round (``judge_round``: each vote is a request of that round).
+
 Votes (``n_votes=N``, default 1), after APIGen-MT's review committee: each row is asked N times
 in the same batch. Vote 0 is exactly the request ``n_votes=1`` sends (so raising N reuses cached
 first votes); vote k > 0 adds ``{"temperature": VOTE_TEMPERATURE, "seed": k}`` to its request, so
@@ -25,7 +29,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from ..core import RowOutcome, parse_reply
+from ..core import RowOutcome
 from ..core.errors import ConfigError
 from ..core.structured import Parsed
 
@@ -36,35 +40,6 @@ JUDGE_MODES = ("auto", "enforce")
 def vote_options(n_votes: int) -> list[dict | None]:
     """Per-vote request fields: none for vote 0, a sampling temperature and seed for the others."""
     return [None] + [{"temperature": VOTE_TEMPERATURE, "seed": k} for k in range(1, n_votes)]
-
-
-def ask_votes(
-    serving: Any,
-    conversations: Sequence[list[dict]],
-    reply_model: type,
-    n_votes: int,
-    json_schema: dict | Sequence[dict] | None = None,
-) -> list[list[Parsed]]:
-    """Ask every conversation ``n_votes`` times in ONE batch; per conversation, its votes in
-    order, each validated against ``reply_model``. ``json_schema``: one schema, or one per
-    conversation (default: ``reply_model``'s)."""
-    from ..core import schema_for
-
-    if not conversations:
-        return []
-    if json_schema is None or isinstance(json_schema, dict):
-        schemas = [json_schema or schema_for(reply_model)] * len(conversations)
-    else:
-        schemas = list(json_schema)
-    options = vote_options(n_votes)
-    flat = [c for c in conversations for _ in range(n_votes)]
-    results = serving.generate_from_conversations(
-        flat,
-        json_schema=[s for s in schemas for _ in range(n_votes)],
-        options=options * len(conversations) if n_votes > 1 else None,
-    )
-    parsed = [parse_reply(result, reply_model) for result in results]
-    return [parsed[i * n_votes:(i + 1) * n_votes] for i in range(len(conversations))]
 
 
 @dataclass(frozen=True)
@@ -119,11 +94,14 @@ def with_tally(text: str, counted: Tally) -> str:
 
 
 class LLMJudge:
-    """Mixin for an ``OperatorABC`` whose verdicts come from an LLM: ``n_votes``,
-    ``judge_mode`` and the calibration gate. Call ``_init_judge`` in ``__init__``."""
+    """Mixin for a ``StructuredLLMOperator`` whose verdicts come from an LLM: ``n_votes``,
+    ``judge_mode``, the calibration gate and ``judge_round``. Call ``_init_judge`` in
+    ``__init__``. A judge's reply is a verdict, never re-asked (``echo_check`` off: a reason may
+    rightly quote its instructions)."""
 
     n_votes: int = 1
     judge_mode: str = "auto"
+    echo_check: bool = False
 
     def _init_judge(self, n_votes: int, judge_mode: str) -> None:
         if not isinstance(n_votes, int) or isinstance(n_votes, bool) or n_votes < 1:
@@ -189,42 +167,49 @@ class LLMJudge:
     def judge_round(
         self,
         rows: list[dict],
-        prompt: Callable[[dict], tuple[str, str]],
+        variables: Callable[[dict], dict],
         reply_model: type,
         accepts: Callable[[dict, Any], bool],
         on_accept: Callable[[dict, Tally, list], RowOutcome],
         on_reject: Callable[[dict, Tally, list, bool], RowOutcome],
         row_schema: Callable[[dict], dict] | None = None,
     ) -> list[RowOutcome]:
-        """One judging round over ``rows``: ``prompt(row)`` gives ``(system, user)`` (or raises
-        ``InvalidInput``: the row fails with its reason) and ``row_schema(row)``, when given, the
-        reply schema for that row (a narrowed ``reply_model`` schema); every row is asked
-        ``n_votes`` times in one batch; ``accepts(row, reply)`` reads one vote. A row a majority
-        accepts ends as ``on_accept(row, tally, accepting replies)``; a rejected one as
-        ``on_reject(row, tally, rejecting replies, enforced)``; an undecided one fails with the
-        first vote's failure."""
+        """One judging round over ``rows`` on the shared structured round
+        (``StructuredLLMOperator.structured_round``): ``variables(row)`` gives the template's
+        variables (or raises ``InvalidInput``: the row fails with its reason) and ``row_schema(row)``,
+        when given, the reply schema for that row (a narrowed ``reply_model`` schema). Each row
+        is asked ``n_votes`` times in one batch (vote k with ``vote_options(n_votes)[k]``);
+        ``accepts(row, reply)`` reads one vote. A row a majority accepts ends as
+        ``on_accept(row, tally, accepting replies)``; a rejected one as ``on_reject(row, tally,
+        rejecting replies, enforced)``; an undecided one fails with the first vote's failure."""
         from ..core.errors import InvalidInput
-        from ..core.llm import prompt_messages
 
-        serving = self.require_llm()  # type: ignore[attr-defined]
         outcomes: list[RowOutcome | None] = [None] * len(rows)
-        asked: list[int] = []
-        conversations = []
-        schemas: list[dict] = []
+        asked: dict[int, tuple[dict, dict | None]] = {}  # row index -> (template variables, schema)
         for i, row in enumerate(rows):
             try:
-                messages = prompt_messages(*prompt(row))
-                schema = row_schema(row) if row_schema is not None else None
+                asked[i] = (variables(row), row_schema(row) if row_schema is not None else None)
             except InvalidInput as exc:
                 outcomes[i] = RowOutcome.fail(str(exc))
-                continue
-            conversations.append(messages)
-            if schema is not None:
-                schemas.append(schema)
-            asked.append(i)
         enforced = self.enforced() if asked else True
-        votes_of = ask_votes(serving, conversations, reply_model, self.n_votes, schemas if row_schema else None)
-        for i, votes in zip(asked, votes_of):
+        options = vote_options(self.n_votes)
+        ballots = [(i, k) for i in asked for k in range(self.n_votes)]  # one request per vote, row by row
+        replies: dict[tuple[int, int], Any] = {}
+
+        def finish(ballot: tuple[int, int], reply: Any) -> RowOutcome:
+            replies[ballot] = reply
+            return RowOutcome.keep(rows[ballot[0]])
+
+        voted = self.structured_round(  # type: ignore[attr-defined]
+            ballots, lambda ballot: asked[ballot[0]][0], reply_model, finish,
+            row_schema=(lambda ballot: asked[ballot[0]][1]) if row_schema is not None else None,
+            options=lambda ballot: options[ballot[1]],
+        )
+        votes_of: dict[int, list[Parsed]] = {i: [] for i in asked}
+        for ballot, outcome in zip(ballots, voted):
+            ok = outcome.status == "ok"
+            votes_of[ballot[0]].append(Parsed(replies[ballot], None) if ok else Parsed(None, outcome.reason))
+        for i, votes in votes_of.items():
             counted, yes, no = tally(votes, lambda reply: accepts(rows[i], reply))
             if counted.decision == "accept":
                 outcomes[i] = on_accept(rows[i], counted, yes)

@@ -78,11 +78,13 @@ class StructuredLLMOperator(OperatorABC):
         finish: Callable[[dict, Any], RowOutcome],
         row_schema: Callable[[dict], dict] | None = None,
         max_reasks: int = 0,
+        options: Callable[[dict], dict | None] | None = None,
     ) -> list[RowOutcome]:
         """``dataflow.core.rounds.structured_round`` with this operator's template:
-        ``variables(row)`` gives the template variables (or raises ``InvalidInput``)."""
+        ``variables(row)`` gives the template variables (or raises ``InvalidInput``);
+        ``options(row)`` the request fields of that row's request (e.g. a judge vote's seed)."""
         return structured_round(
             self.require_llm(), rows, lambda row: self.render(**variables(row)), reply_model, finish,
             row_schema=row_schema, max_reasks=max_reasks,
-            check=echoed_instructions if self.echo_check else None,
+            check=echoed_instructions if self.echo_check else None, options=options,
         )

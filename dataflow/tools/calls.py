@@ -10,8 +10,17 @@ Every module that takes a call from somewhere (a generator's reply, a dataset ro
 - ``parse_call(call) -> (name, arguments, problem)``: any accepted call shape (``{"name",
   "arguments"}``, OpenAI ``{"function": {...}}``, ``{"function_name", "arguments"}``,
   ``"parameters"`` instead of ``"arguments"``, or a JSON string of one).
-- ``read_calls(value)``: a list (or JSON string) of calls -> ``[{"name", "arguments": dict}]``;
-  raises ``CallError`` naming the call.
+- ``read_call_list(value)``: a list (or JSON string) of calls -> ``[Call]``; raises ``CallError``
+  naming the call. ``read_calls(value)`` is the same as ``[{"name", "arguments": dict}]`` (the
+  shape rows store).
+- ``Call(name, arguments, id)``: a call once read. Everything that takes calls (``parse_call``,
+  ``call_key``, ``repeated_calls``, ``validate_calls``, ``read_call_list``) takes a ``Call`` as it
+  is, without reading its arguments again; ``Call.to_openai()`` is its OpenAI ``tool_calls``
+  entry (arguments as JSON text), ``Call.as_dict()`` its row shape.
+- ``OpenAICall``: an OpenAI ``tool_calls`` entry (a dict) carrying its ``Call``; ``to_openai()``
+  makes one and ``read_chat_calls(messages)`` reads a conversation's calls once into them, so the
+  structure check, the quality checks, the converters and every writer after it read nothing
+  again.
 - ``pair_results(messages)``: which ``tool`` message answers which call. By ``tool_call_id``;
   by order only when the ids are absent (``Pairing.by_order`` says so); a result that answers no
   call is an orphan (a problem, never a result with an empty name).
@@ -30,13 +39,91 @@ from typing import Any
 from ..core.errors import DataFlowError
 
 __all__ = [
-    "CallError", "read_arguments", "arguments_or_raise", "parse_call", "read_calls", "loads_strict", "nonfinite_path",
+    "Call", "OpenAICall", "CallError", "read_call", "read_call_list", "read_chat_calls", "call_name", "call_id_of",
+    "read_arguments", "arguments_or_raise", "parse_call", "read_calls", "loads_strict", "nonfinite_path",
     "dumps_json", "dumps_arguments", "call_key", "Pairing", "pair_results",
 ]
 
 
 class CallError(DataFlowError, ValueError):
     """A call (or a conversation's calls and results) that cannot be read."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One function call as the one reader read it: ``name``, ``arguments`` (a JSON object,
+    decoded, every number finite) and the OpenAI ``tool_calls`` ``id`` it came with (or ``None``).
+
+    Build one with ``read_call_list`` / ``read_call`` (which read and check), or from a reply
+    model whose ``arguments`` field was read by ``arguments_or_raise``; the readers and checkers
+    of this package take it as it is, so a call is read once from the reply on."""
+
+    name: str
+    arguments: dict
+    id: str | None = None
+
+    def as_dict(self) -> dict:
+        """``{"name", "arguments"}``: the shape of a row's ``answers``."""
+        return {"name": self.name, "arguments": self.arguments}
+
+    def to_openai(self, id: str | None = None) -> "OpenAICall":
+        """The OpenAI ``tool_calls`` entry: ``{"id", "type": "function", "function": {"name",
+        "arguments": JSON text}}`` (``id`` overrides the call's own), carrying this call (see
+        ``OpenAICall``). Raises ``ValueError`` for NaN/Infinity (``dumps_json``)."""
+        call = self if id is None or id == self.id else Call(self.name, self.arguments, id)
+        entry = {"id": call.id, "type": "function",
+                 "function": {"name": call.name, "arguments": dumps_arguments(call.arguments)}}
+        return OpenAICall(entry, call)
+
+
+class OpenAICall(dict):
+    """An OpenAI ``tool_calls`` entry that carries the ``Call`` read from it (or written into
+    it): to every writer and to JSON a plain dict; to the one reader (``parse_call``) the call it
+    carries, so its arguments text is not decoded again. The carried call holds only while the
+    entry's ``function`` is the very object, with the very ``arguments`` value and the name, it
+    was made with; an entry changed in place is read again like any dict.
+
+    Made by ``Call.to_openai()`` (messages a generator writes) and ``read_chat_calls`` (messages
+    read from a file: each call read once, then checked, converted and exported as it is)."""
+
+    def __init__(self, entry: dict, call: Call):
+        super().__init__(entry)
+        function = entry.get("function")
+        self.call = call
+        self._function = function
+        self._arguments = function.get("arguments") if isinstance(function, dict) else None
+
+    def carried(self) -> Call | None:
+        """The call this entry carries, or ``None`` when the entry was changed since."""
+        function = self.get("function")
+        if (function is self._function and isinstance(function, dict) and function.get("arguments") is self._arguments
+                and function.get("name") == self.call.name):
+            return self.call
+        return None
+
+
+def read_chat_calls(messages: Any) -> Any:
+    """OpenAI chat ``messages`` with every assistant ``tool_calls`` entry that reads (``parse_call``)
+    replaced by an ``OpenAICall`` carrying what was read: the same JSON, each call read once for
+    every check, conversion and writer after it. Messages holding calls are shallow copies; an
+    unreadable call stays as it was, for the checkers to report; anything that is not a list of
+    messages is returned as it is."""
+    if not isinstance(messages, list):
+        return messages
+    out = []
+    for message in messages:
+        calls = message.get("tool_calls") if isinstance(message, dict) else None
+        if isinstance(calls, list) and calls:
+            entries = []
+            for call in calls:
+                if isinstance(call, dict) and type(call) is not OpenAICall:
+                    name, arguments, problem = parse_call(call)
+                    if not problem:
+                        call = OpenAICall(call, Call(name, arguments, call_id_of(call)))  # type: ignore[arg-type]
+                entries.append(call)
+            message = {**message, "tool_calls": entries}
+        out.append(message)
+    return out
 
 
 def _reject_constant(name: str) -> Any:
@@ -132,7 +219,14 @@ def arguments_or_raise(raw: Any) -> dict:
 
 
 def parse_call(call: Any) -> tuple[str | None, dict | None, str | None]:
-    """``(name, arguments, problem)`` of one call in any accepted shape."""
+    """``(name, arguments, problem)`` of one call in any accepted shape (a ``Call`` is read
+    already: its name and arguments as they are)."""
+    if type(call) is Call:
+        return call.name, call.arguments, None
+    if type(call) is OpenAICall:
+        carried = call.carried()
+        if carried is not None:
+            return carried.name, carried.arguments, None
     if isinstance(call, str):
         try:
             call = loads_strict(call)
@@ -155,9 +249,48 @@ def parse_call(call: Any) -> tuple[str | None, dict | None, str | None]:
     return name, arguments, problem
 
 
+def read_call(call: Any) -> Call:
+    """One call in any accepted shape -> ``Call`` (with its OpenAI ``id`` when it has one);
+    raises ``CallError`` with the problem."""
+    if type(call) is Call:
+        return call
+    name, arguments, problem = parse_call(call)
+    if problem:
+        raise CallError(problem)
+    return Call(name, arguments, call_id_of(call))  # type: ignore[arg-type]
+
+
+def call_id_of(call: Any) -> str | None:
+    """The OpenAI ``id`` of a call, or ``None`` when it has none (or an empty or non-text one)."""
+    given = call.get("id") if isinstance(call, dict) else None
+    return given if isinstance(given, str) and given else None
+
+
+def call_name(call: Any) -> str | None:
+    """The function name of one call in any accepted shape, without reading its arguments
+    (``None`` when it has none): what pairing results with calls needs."""
+    if type(call) is Call:
+        return call.name
+    if isinstance(call, str):
+        return parse_call(call)[0]
+    if not isinstance(call, dict):
+        return None
+    function = call.get("function")
+    body = function if isinstance(function, dict) else call
+    name = body.get("name")
+    if name is None:
+        name = body.get("function_name")
+    return name if isinstance(name, str) and name else None
+
+
 def read_calls(value: Any) -> list[dict]:
     """Calls (a list, one call, or a JSON string of either; ``None``/``""`` is no call) ->
     ``[{"name", "arguments": dict}]``. Raises ``CallError`` for the first unreadable call."""
+    return [call.as_dict() for call in read_call_list(value)]
+
+
+def read_call_list(value: Any) -> list[Call]:
+    """``read_calls`` as ``Call`` objects (ids kept): the one reading of a list of calls."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -174,11 +307,11 @@ def read_calls(value: Any) -> list[dict]:
         raise CallError(f"calls: expected a list of calls, got {json_type(value)}")
     out = []
     for index, call in enumerate(value):
-        name, arguments, problem = parse_call(call)
+        name, arguments, problem = parse_call(call)  # a Call or a carrying OpenAICall: as read
         if problem:
             label = f"call {index} ({name})" if name else f"call {index}"
             raise CallError(f"{label}: {problem}")
-        out.append({"name": name, "arguments": arguments})
+        out.append(call if type(call) is Call else Call(name, arguments, call_id_of(call)))  # type: ignore[arg-type]
     return out
 
 
@@ -260,9 +393,8 @@ def pair_results(messages: list[dict]) -> Pairing:
         if role == "assistant":
             open_calls = []
             for call in message.get("tool_calls") or []:
-                name, _, _ = parse_call(call)
-                call_id = call.get("id") if isinstance(call, dict) else None
-                open_calls.append((call_id if isinstance(call_id, str) and call_id else None, name or ""))
+                name = call_name(call)  # pairing needs names only: the arguments are not read here
+                open_calls.append((call_id_of(call), name or ""))
         elif role == "user":
             open_calls = []
         elif role == "tool":

@@ -17,6 +17,7 @@ from ...core import OperatorABC, RowOutcome, RunReport, merge_row, schema_for
 from ...core.errors import ToolSpecError
 from ...core.rounds import Text
 from ..judges import LLMJudge, Tally, with_tally
+from ..llm import StructuredLLMOperator
 
 
 def _fixed_tools(tools: Any) -> Any:
@@ -41,14 +42,14 @@ def ungrounded_calls(query: str, calls: Any, tools: Any) -> list[str]:
     (``dataflow.quality.grounding``)."""
     from ...quality.grounding import ungrounded_arguments
     from ...tools.spec import normalize_tools
-    from ...tools.calls import read_calls
+    from ...tools.calls import read_call_list
 
     specs = {t["function"]["name"]: t for t in normalize_tools(tools, allow_dots=True)} if tools else {}
     problems = []
-    for index, call in enumerate(read_calls(calls)):
-        for problem in ungrounded_arguments(call["arguments"], specs.get(call["name"]), [query]):
+    for index, call in enumerate(read_call_list(calls)):  # ``Call`` objects pass as they are
+        for problem in ungrounded_arguments(call.arguments, specs.get(call.name), [query]):
             problem = problem.replace("appears in no earlier user turn or tool result", "is not in the query")
-            problems.append(f"call {index} ({call['name']}): {problem}")
+            problems.append(f"call {index} ({call.name}): {problem}")
     return problems
 
 
@@ -116,7 +117,7 @@ class FormatChecker(OperatorABC):
                       output_key: str = "format_valid", output_reason_key: str = "format_reason",
                       input_query_key: str = "query") -> list[RowOutcome]:
         from ...tools.validation import compile_tools
-        from ...tools.calls import read_calls, repeated_calls
+        from ...tools.calls import CallError, read_call_list, repeated_calls
 
         fixed = compile_tools(self.tools, allow_dots=self.allow_dots) if self.tools is not None else None
         outcomes = []
@@ -128,8 +129,12 @@ class FormatChecker(OperatorABC):
                 outcomes.append(self._verdict(row, [f"invalid tool spec: {exc}"], output_key, output_reason_key))
                 continue
             answers = row.get(input_answers_key, row.get("function_calls"))
-            errors = toolset.validate(answers)
-            repeats = [] if errors else repeated_calls(read_calls(answers))
+            try:  # read once; every check below takes the read calls
+                calls = read_call_list(answers) if answers is not None else None
+            except CallError:
+                calls = None  # validate names every unreadable call
+            errors = toolset.validate(calls if calls is not None else answers)
+            repeats = [] if errors else repeated_calls(calls)
             if repeats:  # one request, one call: the same call twice is never the answer
                 outcomes.append(self._verdict(row, repeats, output_key, output_reason_key, code="failed_repeated_call"))
                 continue
@@ -138,12 +143,12 @@ class FormatChecker(OperatorABC):
                 continue
             tools = own if own or self.tools is None else self.tools
             query = str(row.get(input_query_key) or "")
-            if not read_calls(answers):  # "no tool fits" is only right when no listed tool does what is asked
+            if not calls:  # "no tool fits" is only right when no listed tool does what is asked
                 served = servable_query(query, tools)
                 outcomes.append(self._verdict(row, [served] if served else [], output_key, output_reason_key,
                                               code="failed_irrelevance"))
                 continue
-            ungrounded = ungrounded_calls(query, answers, tools)
+            ungrounded = ungrounded_calls(query, calls, tools)
             outcomes.append(self._verdict(row, ungrounded, output_key, output_reason_key, code="failed_grounding"))
         return outcomes
 
@@ -254,7 +259,7 @@ def _argument_schema(parameter: Any) -> dict:
 _SCALARS = ("string", "number", "integer", "boolean")
 
 
-class SemanticChecker(LLMJudge, OperatorABC):
+class SemanticChecker(LLMJudge, StructuredLLMOperator):
     """Stage 3: does each row's call answer its query? An LLM judge reads the query, the available
     functions and which of them were called (not the values they were called with), and writes
     ``SemanticVerdict``: what the query asks, how many requests it makes, the best function for
@@ -308,15 +313,20 @@ class SemanticChecker(LLMJudge, OperatorABC):
         from ...core.errors import InvalidInput
         from ...tools.calls import read_calls
 
-        def parsed(row: dict) -> tuple[list[dict], list[dict]]:
-            try:
-                return normalize_tools(row.get(input_tools_key), allow_dots=True), read_calls(row.get(input_answers_key))
-            except Exception as exc:
-                raise InvalidInput(f"invalid_row: {exc}") from None
+        read: dict[int, tuple[list[dict], list[dict]]] = {}  # id(row) -> its tools and calls, read once
 
-        def prompt(row: dict) -> tuple[str, str]:
+        def parsed(row: dict) -> tuple[list[dict], list[dict]]:
+            if id(row) not in read:
+                try:
+                    read[id(row)] = (normalize_tools(row.get(input_tools_key), allow_dots=True),
+                                     read_calls(row.get(input_answers_key)))
+                except Exception as exc:
+                    raise InvalidInput(f"invalid_row: {exc}") from None
+            return read[id(row)]
+
+        def variables(row: dict) -> dict:
             tools, calls = parsed(row)
-            return self.render(**_prompt_variables(row.get(input_query_key, ""), tools, calls))
+            return _prompt_variables(row.get(input_query_key, ""), tools, calls)
 
         def verdict(row: dict, reply: SemanticVerdict) -> list[str]:
             return semantic_problems(reply, parsed(row)[1])
@@ -340,7 +350,7 @@ class SemanticChecker(LLMJudge, OperatorABC):
                 outcomes[i] = RowOutcome.drop(f"failed_execution: not judged ({failed})")
             else:
                 judged.append(i)
-        verdicts = self.judge_round([rows[i] for i in judged], prompt, SemanticVerdict,
+        verdicts = self.judge_round([rows[i] for i in judged], variables, SemanticVerdict,
                                     lambda row, reply: not verdict(row, reply), on_accept, on_reject,
                                     lambda row: verdict_schema(*parsed(row)))
         for i, outcome in zip(judged, verdicts):

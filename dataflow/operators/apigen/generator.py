@@ -55,6 +55,13 @@ class Call(BaseModel):
 
         return arguments_or_raise(value)
 
+    def read(self) -> Any:
+        """This call as ``dataflow.tools.Call``: its arguments were read by the validator above,
+        so nothing reads them again."""
+        from ...tools.calls import Call as ReadCall
+
+        return ReadCall(self.name, self.arguments)
+
 
 class Pair(BaseModel):
     query: str
@@ -173,11 +180,11 @@ class APIGenGenerator(StructuredLLMOperator):
                 return RowOutcome.fail("invalid_reply: the reply has no query/answer pair")
             out, problems = [], []
             for number, pair in enumerate(pairs, 1):
-                answers = [{"name": c.name, "arguments": c.arguments} for c in pair.answers]
+                calls = [c.read() for c in pair.answers]
                 out_row = merge_row(row, **{input_tools_key: plan["tools"], output_query_key: pair.query.strip(),
-                                            output_answers_key: answers, "style": plan["style"],
+                                            output_answers_key: [c.as_dict() for c in calls], "style": plan["style"],
                                             "persona": plan["persona"]})
-                problem = self._pair_problem(out_row[output_query_key], answers, plan)
+                problem = self._pair_problem(out_row[output_query_key], calls, plan)
                 out.append((out_row, problem))
                 if problem:
                     problems.append(f"pair {number}: {problem}.")
@@ -203,7 +210,7 @@ class APIGenGenerator(StructuredLLMOperator):
             outcomes[ticket["index"]] = outcome
         return self._drop_repeats(outcomes, output_query_key)  # type: ignore[arg-type]
 
-    def _pair_problem(self, query: str, answers: list[dict], plan: dict) -> str | None:
+    def _pair_problem(self, query: str, answers: list, plan: dict) -> str | None:
         """Why a pair is worth re-asking: a copied example, the same call twice, or a call value the
         query lacks."""
         from .checkers import ungrounded_calls

@@ -88,9 +88,9 @@ class CompositionTaskFilter(LLMJudge, StructuredLLMOperator):
     ) -> list[RowOutcome]:
         columns = as_key_list(input_sub_tasks_keys)
 
-        def prompt(row: dict) -> tuple[str, str]:
-            return self.render(composition_task=text_value(row, input_composition_task_key),
-                               sub_tasks=sub_tasks_of(row, columns))
+        def variables(row: dict) -> dict:
+            return {"composition_task": text_value(row, input_composition_task_key),
+                    "sub_tasks": sub_tasks_of(row, columns)}
 
         def on_accept(row: dict, counted: Tally, yes: list) -> RowOutcome:
             reason = with_tally(yes[0].reason, counted)
@@ -111,7 +111,7 @@ class CompositionTaskFilter(LLMJudge, StructuredLLMOperator):
                 outcomes[i] = RowOutcome.drop(f"rejected_duplicate_steps: {repeated}")
             else:
                 asked.append(i)
-        judged = self.judge_round([rows[i] for i in asked], prompt, CompositionVerdictReply,
+        judged = self.judge_round([rows[i] for i in asked], variables, CompositionVerdictReply,
                                   lambda row, reply: reply.problem == "none", on_accept, on_reject)
         for i, outcome in zip(asked, judged):
             outcomes[i] = outcome

@@ -44,14 +44,16 @@ def openai_records(rows: Iterable[dict], messages_key: str = "conversations", to
     first). ``ignored_codes``: quality codes that are no defect in this data (``unused_tool`` for
     an environment's conversations, whose tool list is the whole environment)."""
     from ...quality import conversation_problems
-    from ...tools.calls import dumps_json
+    from ...tools.calls import dumps_json, read_chat_calls
     from ...exports.convert import read_openai_row
 
     records: list[dict] = []
     skipped: dict[str, int] = {}
     ignored = tuple(ignored_codes)
     for row in rows:
-        messages, tools = _load(row.get(messages_key)), openai_tools(_load(row.get(tools_key)) or [])
+        # each call read once here (a file anyone may have written), then validated once by check_conversation
+        messages = read_chat_calls(_load(row.get(messages_key)))
+        tools = openai_tools(_load(row.get(tools_key)) or [])
         code = "invalid_conversation" if check_conversation(messages, tools) else None
         if code is None:
             problems = [p for p in conversation_problems(messages, tools) if p.split(":", 1)[0] not in ignored]

@@ -45,7 +45,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...core import RowOutcome, RunReport, ToolSpecError, merge_row, parse_reply, schema_for
-from ...tools import call_key, normalize_tools, validate_calls
+from ...tools import Call, call_key, normalize_tools, validate_calls
 from ...core.errors import InvalidInput
 from ...core.llm import prompt_messages
 from ...core.rounds import Text, ask_structured, text_value
@@ -88,6 +88,10 @@ class CallReply(BaseModel):
         from ...tools.calls import arguments_or_raise
 
         return arguments_or_raise(value)
+
+    def read(self) -> Call:
+        """This call as ``dataflow.tools.Call`` (its arguments were read by the validator above)."""
+        return Call(self.name, self.arguments)
 
 
 class AssistantTurnReply(BaseModel):
@@ -300,7 +304,7 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
             if d.phase == FAILED:
                 outcomes[i] = RowOutcome.fail(d.reason or "failed: unknown")
                 continue
-            problems = check_conversation(d.messages, d.tools)
+            problems = check_conversation(d.messages, d.tools, calls_validated=True)  # validated when made
             if problems:
                 outcomes[i] = RowOutcome.fail(f"invalid_conversation: {problems[0]}")
                 continue
@@ -451,12 +455,12 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
         from ...quality import ungrounded_arguments
 
         wave = d.wave()
-        calls = [{"name": c.name, "arguments": c.arguments} for c in reply.tool_calls]
+        calls = [c.read() for c in reply.tool_calls]  # read once, by the reply model
         if not calls:
             d.reask_or_fail("no_tool_call: answered without calling the tools the request needs")
             return
         wanted = sorted(d.spec(s)["function"]["name"] for s in wave)
-        if sorted(c["name"] for c in calls) != wanted:
+        if sorted(c.name for c in calls) != wanted:
             d.reask_or_fail(f"wrong_tools: the request needs {', '.join(wanted)}, one call each")
             return
         errors = validate_calls(calls, d.tools)
@@ -465,39 +469,29 @@ class MultiTurnConversationGenerator(StructuredLLMOperator):
             return
         context = d.context()
         for call in calls:
-            ungrounded = ungrounded_arguments(call["arguments"], d.tool_named(call["name"]), context)
+            ungrounded = ungrounded_arguments(call.arguments, d.tool_named(call.name), context)
             if ungrounded:
                 d.reask_or_fail(
                     f"{ungrounded[0]}; take every argument value from the user's messages or earlier tool results"
                 )
                 return
         keys = [call_key(c) for c in calls]
-        repeats = [c["name"] for i, c in enumerate(calls) if keys[i] in d.answered_calls or keys[i] in keys[:i]]
+        repeats = [c.name for i, c in enumerate(calls) if keys[i] in d.answered_calls or keys[i] in keys[:i]]
         if repeats:
             d.reask_or_fail(f"repeated_call: {repeats[0]} was already called with these arguments; use its result")
             return
         d.feedback = ""
         d.pending = []
         unassigned = list(wave)
-        for call in calls:
-            sub_task = next(s for s in unassigned if d.spec(s)["function"]["name"] == call["name"])
+        made = []
+        for call, key in zip(calls, keys):
+            sub_task = next(s for s in unassigned if d.spec(s)["function"]["name"] == call.name)
             unassigned.remove(sub_task)
             d.calls_made += 1
-            d.answered_calls.add(call_key(call))
-            d.pending.append({"id": f"call_{d.calls_made}", "sub_task": sub_task, **call})
-        d.messages.append(
-            {
-                "role": "assistant",
-                "tool_calls": [
-                    {
-                        "id": c["id"],
-                        "type": "function",
-                        "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)},
-                    }
-                    for c in d.pending
-                ],
-            }
-        )
+            d.answered_calls.add(key)
+            made.append(call.to_openai(f"call_{d.calls_made}"))  # carries the read call to the checks after
+            d.pending.append({"id": f"call_{d.calls_made}", "sub_task": sub_task, **call.as_dict()})
+        d.messages.append({"role": "assistant", "tool_calls": made})
         d.results = {}
         d.phase = TOOL
 

@@ -108,7 +108,7 @@ class ConversationQualityEvaluator(LLMJudge, StructuredLLMOperator):
         output_score_key: str = "quality_score",
         output_explanation_key: str = "quality_explanation",
     ) -> list[RowOutcome]:
-        def prompt(row: dict) -> tuple[str, str]:
+        def variables(row: dict) -> dict:
             transcript = chat_to_transcript(row.get(input_conversations_key), self.max_chars)
             if not transcript:
                 raise InvalidInput(f"invalid_input: column {input_conversations_key!r} holds no conversation")
@@ -118,7 +118,7 @@ class ConversationQualityEvaluator(LLMJudge, StructuredLLMOperator):
                     tools = json.loads(tools) if tools.strip() else None
                 except json.JSONDecodeError:
                     raise InvalidInput(f"invalid_input: column {input_tools_key!r} is not JSON") from None
-            return self.render(conversation=transcript, tools_text=tools_text(tools) if tools else "")
+            return {"conversation": transcript, "tools_text": tools_text(tools) if tools else ""}
 
         def scored(row: dict, counted: Tally, side: list) -> dict:
             """The row with the median score of ``side`` and the explanation of a vote with it."""
@@ -139,4 +139,4 @@ class ConversationQualityEvaluator(LLMJudge, StructuredLLMOperator):
         def accepts(row: dict, reply: QualityReply) -> bool:
             return self.min_score is None or reply.effective_score >= self.min_score
 
-        return self.judge_round(rows, prompt, QualityReply, accepts, on_accept, on_reject)
+        return self.judge_round(rows, variables, QualityReply, accepts, on_accept, on_reject)

@@ -6,7 +6,12 @@ user turn answered by a final assistant message), every ``tool`` message answeri
 not yet answered ``tool_call`` id, every call answered before the next assistant or user
 message, and every call's arguments valid against ``tools`` (``validate_calls``). Arguments are
 read by ``dataflow.tools.calls`` like everywhere else: ``""`` is ``{}``, a JSON string or an
-object is read, NaN/Infinity are invalid.
+object is read, NaN/Infinity are invalid; a call read already (``OpenAICall``, from
+``read_chat_calls`` or ``Call.to_openai``) is taken as read.
+
+The generators validate each call when the assistant makes it (and re-ask on a problem), so their
+final check passes ``calls_validated=True``: the structure is checked and the calls are not
+validated a second time. The exporter reads a file anyone may have written, and validates.
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ from typing import Any, Sequence
 
 from ...core.errors import ToolSpecError
 from ...tools import validate_calls
-from ...tools.calls import parse_call
+from ...tools.calls import Call, parse_call
 
 
-def check_conversation(messages: Any, tools: Sequence[dict]) -> list[str]:
-    """Problems with one conversation; an empty list means it is structurally valid."""
+def check_conversation(messages: Any, tools: Sequence[dict], *, calls_validated: bool = False) -> list[str]:
+    """Problems with one conversation; an empty list means it is structurally valid.
+    ``calls_validated=True``: every call was validated against ``tools`` when it was made (by
+    the generator that wrote ``messages``), so only the structure and the reading of each call
+    are checked here."""
     if not isinstance(messages, list) or not messages:
         return ["conversation is not a non-empty list of messages"]
     problems: list[str] = []
@@ -71,7 +79,7 @@ def check_conversation(messages: Any, tools: Sequence[dict]) -> list[str]:
     last = messages[-1] if isinstance(messages[-1], dict) else {}
     if last.get("role") != "assistant" or last.get("tool_calls") or not _text(last.get("content")):
         problems.append("conversation does not end with a final assistant answer")
-    if calls:
+    if calls and not calls_validated:
         try:
             problems.extend(validate_calls(calls, tools))
         except ToolSpecError as exc:
@@ -79,7 +87,7 @@ def check_conversation(messages: Any, tools: Sequence[dict]) -> list[str]:
     return problems
 
 
-def _check_call(i: int, call: Any, seen: set[str], open_ids: set[str], calls: list[dict]) -> list[str]:
+def _check_call(i: int, call: Any, seen: set[str], open_ids: set[str], calls: list) -> list[str]:
     if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
         return [f"message {i}: malformed tool_call {call!r}"]
     problems = []
@@ -94,7 +102,8 @@ def _check_call(i: int, call: Any, seen: set[str], open_ids: set[str], calls: li
     if problem:
         problems.append(f"message {i}: call to {name}: {problem}")
         return problems
-    calls.append({"name": name, "arguments": arguments})
+    # read here, validated as read (a name given only as "function_name" stays a problem for validate_calls)
+    calls.append(Call(name, arguments) if isinstance(name, str) and name else {"name": name, "arguments": arguments})  # type: ignore[arg-type]
     return problems
 
 

@@ -30,7 +30,6 @@ The first passing attempt is kept; a blueprint with none fails with its first at
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from math import comb
 from typing import Any
@@ -305,7 +304,7 @@ class EnvironmentConversationGenerator(StructuredLLMOperator):
         from ...quality import ungrounded_arguments
         from ...tools import validate_calls
 
-        calls = [{"name": c.name, "arguments": c.arguments} for c in reply.tool_calls]
+        calls = [c.read() for c in reply.tool_calls]  # read once, by the reply model
         errors = validate_calls(calls, tools)
         if errors:
             a.reask_or_fail(f"invalid_call: {'; '.join(errors[:3])}")
@@ -313,7 +312,7 @@ class EnvironmentConversationGenerator(StructuredLLMOperator):
         by_name = {t["function"]["name"]: t for t in tools}
         context = a.context()
         for call in calls:
-            missing = ungrounded_arguments(call["arguments"], by_name[call["name"]], context)
+            missing = ungrounded_arguments(call.arguments, by_name[call.name], context)
             if missing:
                 a.reask_or_fail(f"{missing[0]}; take every argument value from the user's messages or earlier "
                                 "tool results, or ask the user for it")
@@ -321,12 +320,9 @@ class EnvironmentConversationGenerator(StructuredLLMOperator):
         a.feedback = ""
         ids = [f"call_{a.calls_made + k + 1}" for k in range(len(calls))]
         a.calls_made += len(calls)
-        a.messages.append({"role": "assistant", "tool_calls": [
-            {"id": call_id, "type": "function",
-             "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
-            for call_id, c in zip(ids, calls)]})
+        a.messages.append({"role": "assistant", "tool_calls": [c.to_openai(call_id) for call_id, c in zip(ids, calls)]})
         for call_id, call in zip(ids, calls):
-            outcome = a.session.call(call["name"], call["arguments"])
+            outcome = a.session.call(call.name, call.arguments)
             if outcome.lost:
                 a.fail(f"environment_error: {a.session.lost}")
                 return
@@ -374,7 +370,7 @@ class EnvironmentConversationGenerator(StructuredLLMOperator):
                 return f"missing_fact: no answer states {fact!r}"
             if ungrounded_arguments({"fact": fact}, None, results):  # stated, but never looked up: a guess
                 return f"unsupported_fact: no tool result of the conversation shows {fact!r}"
-        problems = check_conversation(a.messages, tools)
+        problems = check_conversation(a.messages, tools, calls_validated=True)  # each call validated when made
         if problems:
             return f"invalid_conversation: {problems[0]}"
         problems = [p for p in conversation_problems(a.messages, tools) if not p.startswith(IGNORED_PROBLEMS)]
