@@ -22,6 +22,8 @@ except ImportError:  # pragma: no cover
 
 def _default(value: Any) -> Any:
     """Convert a non-JSON value to a JSON-native one, or raise ``TypeError``."""
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas missing markers (NaT is a datetime)
+        return None
     if type(value).__module__ == "numpy" and getattr(value, "ndim", 1) == 0:  # numpy scalar
         return value.item()
     if hasattr(value, "tolist"):  # numpy array, pandas array
@@ -34,8 +36,6 @@ def _default(value: Any) -> Any:
         return sorted(value, key=repr)
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    if type(value).__name__ in ("NAType", "NaTType"):  # pandas missing markers
-        return None
     raise TypeError(f"a value of type {type(value).__name__} cannot be stored as JSON: {value!r:.80}")
 
 
