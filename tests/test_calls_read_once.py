@@ -180,3 +180,20 @@ def test_a_call_read_once_is_taken_as_read_and_an_entry_changed_in_place_is_read
         "type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}]
     assert validate_calls(read[0]["tool_calls"], tools) == validate_calls(raw[0]["tool_calls"], tools)
     assert validate_calls([Call("f", {"n": "x"})], tools) == validate_calls([{"name": "f", "arguments": {"n": "x"}}], tools)
+
+
+@pytest.mark.parametrize("fmt", ["openai", "trl", "llamafactory", "hermes", "xlam"])
+def test_reading_a_written_row_back_reads_each_call_once(fmt, monkeypatch):
+    """``read_record`` (``dataflow convert``, the HTML report) reads each call of a row once: the
+    format's reader reads it, and the canonical record takes it as read."""
+    from dataflow.exports.finetune import canonical_record, read_record, write_record
+
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer"}}}}}]
+    record = canonical_record({"messages": [{"role": "user", "content": "n of 1 and 2"}, {"role": "assistant", "tool_calls": [
+        {"id": "a", "type": "function", "function": {"name": "f", "arguments": '{"n": 1}'}},
+        {"id": "b", "type": "function", "function": {"name": "f", "arguments": '{"n": 2}'}}]}], "tools": tools})
+    row = json.loads(json.dumps(write_record(record, fmt)))  # as a file holds it
+    counts = Counts(monkeypatch)
+    assert read_record(row, fmt) == record
+    assert counts.reads["setup"] == 2

@@ -315,6 +315,8 @@ class _Calls:
         self.pending: list[tuple[str, str]] = []
 
     def message(self, content: str | None, calls: list[dict]) -> dict:
+        """An assistant message of ``calls`` already read (``{"name", "arguments": dict}``): each
+        entry carries its call (``OpenAICall``), so the canonical record does not read it again."""
         message: dict[str, Any] = {"role": "assistant", "content": content or None}
         if calls:
             message["tool_calls"] = []
@@ -322,8 +324,7 @@ class _Calls:
                 cid = f"call_{self.counter}"
                 self.counter += 1
                 self.pending.append((cid, call["name"]))
-                message["tool_calls"].append({"id": cid, "type": "function", "function": {
-                    "name": call["name"], "arguments": dumps_json(call["arguments"])}})
+                message["tool_calls"].append(Call(call["name"], call["arguments"]).to_openai(cid))
         return message
 
     def result(self, content: Any, where: str, name: str | None = None) -> dict:

@@ -361,7 +361,8 @@ def read_record(row: dict, fmt: str) -> dict:
         return canonical_record(read_sharegpt_row(row))
     if fmt == "xlam":
         single = read_xlam_row(row)
-        return canonical_record(to_openai_chat(single["query"], single["answers"], single["tools"]))
+        calls = [Call(c["name"], c["arguments"]) for c in single["answers"]]  # read just now: not again
+        return canonical_record(to_openai_chat(single["query"], calls, single["tools"]))
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
 
 
