@@ -96,10 +96,10 @@ def blueprint_problem(reply: BlueprintReply, tools: list[dict], environment: Any
     valid) and, when valid, the columns it adds (``blueprint_calls``, ``expected_results``,
     ``expected_state``). Runs the calls on a fresh copy of ``environment``."""
     from ...quality import ungrounded_arguments
-    from ...tools import validate_calls
+    from ...tools import Call, validate_calls
 
     calls = [{"name": c.name, "arguments": c.arguments} for c in reply.calls]
-    errors = validate_calls(calls, tools)
+    errors = validate_calls([Call(c.name, c.arguments) for c in reply.calls], tools)  # read by the reply model
     if errors:
         return f"invalid_call: {'; '.join(errors[:2])}", {}
     names = {t["function"]["name"] for t in tools}
