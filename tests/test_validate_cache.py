@@ -83,3 +83,83 @@ def test_pattern_properties_are_checked_with_ecma_patterns_on_both_paths():
         if isinstance(k, float):
             expected.append("call 0 (f): argument 'k': 1.0 is not of type 'integer'")
         assert sorted(messages) == sorted(expected), k  # \d is ASCII digits only (ECMA-262)
+
+
+def _counting_content_key(monkeypatch) -> list:
+    """Count the content hashing ``compile_tools`` does (what its identity cache saves)."""
+    from dataflow.tools import validation
+
+    calls: list = []
+    real = validation.content_key
+
+    def counting(tools):
+        calls.append(1)
+        return real(tools)
+
+    monkeypatch.setattr(validation, "content_key", counting)
+    return calls
+
+
+def _tool_named(name: str) -> dict:
+    return {"type": "function", "function": {"name": name, "description": "x",
+                                             "parameters": {"type": "object", "properties": {}}}}
+
+
+def test_a_list_validated_in_a_loop_is_not_hashed_again(monkeypatch):
+    hashed = _counting_content_key(monkeypatch)
+    first, second = [TOOL], [OTHER]
+    for tools in (first, first, second, second):  # each seen twice: both kept by identity
+        compile_tools(tools)
+    assert len(hashed) == 4
+    kept_first, kept_second = compile_tools(first), compile_tools(second)
+    for _ in range(3):
+        assert compile_tools(first) is kept_first and compile_tools(second) is kept_second
+    assert len(hashed) == 4  # no hashing for a list already kept
+    first.append(OTHER)  # changed in place: compiled again, by content
+    assert list(compile_tools(first).tools) == ["math.factorial", "other"]
+    assert len(hashed) == 5
+
+
+def test_a_tool_given_as_one_dict_is_kept_and_recompiled_when_changed_in_place(monkeypatch):
+    hashed = _counting_content_key(monkeypatch)
+    tool = copy.deepcopy(TOOL)
+    compile_tools(tool)
+    kept = compile_tools(tool)
+    assert compile_tools(tool) is kept and len(hashed) == 2
+    tool["function"] = copy.deepcopy(OTHER["function"])  # a value of the dict replaced
+    assert list(compile_tools(tool).tools) == ["other"]
+
+
+def test_the_identity_cache_keeps_the_256_lists_stored_last(monkeypatch):
+    hashed = _counting_content_key(monkeypatch)
+    lists = [[_tool_named(f"t{i}")] for i in range(257)]
+    for tools in lists[:256]:
+        compile_tools(tools)
+        compile_tools(tools)
+    hashed.clear()
+    compile_tools(lists[0])
+    assert hashed == []  # the oldest of 256 is still kept
+    compile_tools(lists[256])
+    compile_tools(lists[256])  # the 257th list is kept; the first stored (lists[0]) goes
+    hashed.clear()
+    compile_tools(lists[256])
+    compile_tools(lists[1])
+    assert hashed == []
+    compile_tools(lists[0])
+    assert hashed == [1]
+
+
+def test_a_list_seen_once_is_not_kept_even_after_other_lists():
+    compile_tools([TOOL])
+    once = compile_tools([OTHER])
+    assert compile_tools([OTHER]) is not once  # seen once: not kept
+    assert compile_tools([OTHER]) is compile_tools([OTHER])
+
+
+def test_a_compiled_tool_set_is_used_as_it_is():
+    toolset = compile_tools([TOOL])  # dotted names allowed when compiled
+    assert validate_calls([{"name": "math.factorial", "arguments": {"n": 1}}], toolset, allow_dots=False) == []
+    assert validate_calls([{"name": "nope", "arguments": {}}], compile_tools([TOOL, OTHER])) == [
+        "call 0 (nope): unknown function 'nope' (available: math.factorial, other)"]
+    assert validate_calls([{"name": "nope", "arguments": {}}], compile_tools([])) == [
+        "call 0 (nope): unknown function 'nope' (available: none)"]

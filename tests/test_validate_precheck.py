@@ -30,10 +30,18 @@ ARGUMENT_SCHEMAS = [
     {"type": "object", "properties": {"k": {"type": "string"}, "j": {"type": "string"}}, "dependentRequired": {"k": ["j"]}},
     {"anyOf": [{"type": "integer", "minimum": 3}, {"type": "null"}]}, {"anyOf": [{"type": "string"}, {"type": "boolean"}]},
     True,
+    # a described argument with one more rule is not a plain typed one: its bound is checked
+    {"type": "integer", "description": "a count", "minimum": 2},
+    {"items": {"type": "integer"}},  # items without a type: a non-array value is fine
+    {"type": "array", "items": {"type": "object", "properties": {"k": {"type": "integer"}}}},  # closed items
+    {"additionalProperties": {"type": "integer"}},  # without a type: a non-object value is fine
+    {"type": "object", "properties": {"k": {"type": "integer"}}, "additionalProperties": False},
+    {"type": "object", "additionalProperties": {"type": "object", "properties": {"k": {"type": "integer"}}}},
 ]
 VALUES = [None, True, False, 0, 1, 2, 3, -1, 1.5, 2.0, 2.5, "", "a", "b", "AB", "ABC", "abc", [], [1], [1, 2], ["a"],
           ["a", "b", "c"], [1, "a"], {}, {"k": 1}, {"k": "1"}, {"k": 1, "x": "y"}, {"k": 1, "x": 2}, {"x": "y"},
-          {"k": "v", "j": "w"}, {"k": "v"}]
+          {"k": "v", "j": "w"}, {"k": "v"}, {"x": "y", "k": "1"}, {"x": 1, "k": 1}, [{"k": 1}],
+          [{"k": 1, "x": 2}], {"a": {"k": 1}}, {"a": {"k": 1, "x": 2}}, {"a": 1}]
 
 
 def _tool(parameters: dict) -> CompiledTool:
@@ -75,6 +83,10 @@ def test_what_the_precheck_leaves_to_the_validator():
                    {"enum": [[1]]}, {"if": {"type": "string"}}, 5):
         assert _accepts(schema, "2025-01-01", True) is False
     assert _accepts({"enum": [{"a": 1}]}, {"a": 1}, True) is False  # structured enum values
+    pattern_and_more = {"type": "object", "properties": {"k": {"type": "integer"}},
+                        "patternProperties": {"^x_": {"type": "string"}}, "additionalProperties": {"type": "integer"}}
+    for value in ({"k": 1}, {"k": 1, "x_1": "s"}, {"k": 1, "z": 2}):
+        assert _accepts(pattern_and_more, value, True) is False, value
     assert _accepts({"type": "array", "prefixItems": [{"type": "string"}], "items": {"type": "integer"}}, ["a"], True) \
         is False  # prefixItems: not read here
     closed_any = {"type": "object", "properties": {"a": {"type": "integer"}},
