@@ -55,6 +55,7 @@ BAD_FILES = [
      " — each line must be one JSON object whose keys are the columns", 2),
     ("rows.jsonl", b'{"a": 1}\n{"a": "\xc3\x28"}\n', ":2: is not valid UTF-8 (byte offset 16, byte 0xc3)"
      " — save the file with UTF-8 encoding", 2),
+    ("rows.jsonl", b"\n\n\xff\n", ":3: is not valid UTF-8 (byte offset 2, byte 0xff) — save the file with UTF-8 encoding", 3),
     ("rows.csv", b"a,b,a,b,c\n1,2,3,4,5\n", ":1: the header repeats column(s) ['a', 'b']", 1),
     ("rows.csv", b"a,b\n1,2\n\n3,4,5\n", ":4: has 3 fields but the header has 2"
      " — quote fields that contain commas or line breaks", 4),
@@ -227,6 +228,20 @@ def test_unreadable_parquet_is_an_input_error(tmp_path):
         formats.read_table(path, "parquet")
     assert str(info.value) == (f"{path}: column 'j' holds invalid JSON: unexpected character, expected a string key"
                                " (column 2) — the file's metadata says the column holds JSON text")
+
+
+def test_a_json_column_of_numbers_is_an_input_error(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "numbers.parquet"
+    pq.write_table(pa.table({"j": [1, 2]}).replace_schema_metadata(
+        {formats.PARQUET_TYPES_KEY: json.dumps({"j": "json"}).encode()}), path)
+    monkeypatch.setattr(jsonio, "_orjson", None)  # the standard library's error has no column
+    with pytest.raises(InputFileError) as info:
+        formats.read_table(path, "parquet")
+    assert str(info.value) == (f"{path}: column 'j' holds invalid JSON: the JSON object must be str, bytes or bytearray,"
+                               " not int — the file's metadata says the column holds JSON text")
 
 
 def test_json_writer_writes_one_row_per_line_inside_the_array(tmp_path):

@@ -111,7 +111,7 @@ def _read_jsonl(path: Path, data: bytes) -> Table:
                 path, f"expected a JSON object, found {_json_type(row)}", line=number,
                 hint="each line must be one JSON object whose keys are the columns",
             )
-    raise AssertionError("unreachable: the fast path failed but no line is wrong")  # pragma: no cover
+    raise AssertionError("unreachable: the fast path failed but no line is wrong")  # pragma: no cover  # pragma: no mutate (unreachable)
 
 
 def _too_deep(path: Path, line: int | None = None) -> Exception:
