@@ -111,3 +111,11 @@ def test_a_missing_input_a_folder_and_an_empty_file_are_input_errors(tmp_path):
         assert str(info.value) == (f"{tmp_path / name}: has no rows"
                                    " — the input file must hold at least one record")
     assert not (tmp_path / "cache").exists()
+
+
+def test_one_row_is_a_copy_of_the_first_row(tmp_path):
+    src = tmp_path / "rows.jsonl"
+    src.write_text('{"a": 1}\n{"a": 2}\n')
+    copy = first_rows_file(src, 1, tmp_path / "cache")
+    assert copy == tmp_path / "cache" / "input_first_1_rows.jsonl"
+    assert copy.read_text() == '{"a": 1}\n'
