@@ -58,6 +58,20 @@ CASES = {
         _obj({"o": _obj({"a": INT})}), {"o": {"a": 1, "zz": 1}}, ["unknown argument 'o.zz'"]),
     "too few items, with the count": (
         _obj({"l": {"type": "array", "minItems": 2}}), {"l": [1]}, ["argument 'l': has fewer than 2 items (minItems; got 1)"]),
+    "an integral float inside an array of integers": (
+        _obj({"l": {"type": "array", "items": INT}}), {"l": [1, 2.0]}, ["argument 'l[1]': 2.0 is not of type 'integer'"]),
+    "the closest alternative's list of types as the schema writes it": (
+        _obj({"x": {"anyOf": [{"type": ["string", "null"]}, {"type": "boolean"}]}}), {"x": 5},
+        ["argument 'x': matches none of the anyOf alternatives (closest: argument 'x': 5 is not of type 'string' or 'null')"]),
+    "a list of types reached through $ref": (
+        _obj({"a": {"$ref": "#/$defs/t"}}, **{"$defs": {"t": {"type": ["string", "null"]}}}), {"a": 5},
+        ["argument 'a': 5 is not of type 'string' or 'null'"]),
+    "anyOf on the arguments themselves: the closest is the alternative of the right type": (
+        _obj({"a": INT, "b": INT}, anyOf=[{"type": "array"}, {"required": ["a"]}]), {"b": 1},
+        ["arguments: matches none of the anyOf alternatives (closest: missing required argument 'a')"]),
+    "the closest alternative's most general problem first": (
+        _obj({"o": {"anyOf": [{"type": "null"}, _obj({"a": INT, "b": INT}, required=["b"])]}}), {"o": {"a": "x"}},
+        ["argument 'o': matches none of the anyOf alternatives (closest: missing required argument 'o.b')"]),
     "a list of types as the schema writes it": (
         _obj({"n": {"type": ["null", "integer"]}}), {"n": "x"}, ["argument 'n': \"x\" is not of type 'null' or 'integer'"]),
 }
@@ -95,3 +109,39 @@ def test_a_rule_without_its_own_wording_keeps_the_validators_text_cut_to_200_cha
     assert message.startswith("argument 'l': None of [\"xxx")
     assert message.endswith("yyy... (Contains)")
     assert len(message) == len("argument 'l': ") + 200 + len(" (Contains)")
+
+
+def test_the_python_validator_keeps_its_own_text_for_an_unworded_rule_cut_to_200_characters():
+    parameters = _obj({"l": {"type": "array", "contains": INT}, "zf": INT})
+    messages = _messages(parameters, {"l": ["x" * 150, "y" * 100], "zf": 1.0})
+    assert "argument 'zf': 1.0 is not of type 'integer'" in messages
+    (message,) = [m for m in messages if "'l'" in m]
+    assert message.startswith("argument 'l': ") and message.endswith("... (contains)")
+    assert len(message) == len("argument 'l': ") + 200 + len(" (contains)")
+
+
+@pytest.mark.parametrize("length,cut", [(155, False), (156, True)])
+def test_a_validator_text_of_200_characters_is_kept_whole_and_201_is_cut(length, cut):
+    (message,) = _messages(_obj({"l": {"type": "array", "contains": INT}}), {"l": ["x" * length]})
+    text = f'None of ["{"x" * length}"] are valid under the given schema'
+    assert len(text) == length + 45
+    assert message == f"argument 'l': {text[:197] + '...' if cut else text} (Contains)"
+
+
+def test_a_valid_call_on_a_new_tool_compiles_no_validator():
+    from dataflow.tools import compile_tools
+
+    parameters = _obj({"a": INT, "s": {"type": "string", "description": "text", "maxLength": 5},
+                       "l": {"type": "array", "items": INT}}, required=["a"])
+    tool = {"type": "function", "function": {"name": "f", "description": "d", "parameters": parameters}}
+    toolset = compile_tools([tool])
+    assert validate_calls([{"name": "f", "arguments": {"a": 1, "s": "hi", "l": [1, 2]}}], toolset) == []
+    assert toolset.tools["f"]._rs is None  # the pre-check proved it valid
+    assert validate_calls([{"name": "f", "arguments": {"a": 1, "s": "too long"}}], toolset) != []
+    assert toolset.tools["f"]._rs is not None
+
+
+def test_calls_that_are_null_or_blank_text():
+    assert validate_calls(None, []) == ["calls: expected a list of calls, got null"]
+    assert validate_calls("  ", []) == []
+    assert validate_calls("", []) == []

@@ -83,10 +83,13 @@ def test_what_the_precheck_leaves_to_the_validator():
                    {"enum": [[1]]}, {"if": {"type": "string"}}, 5):
         assert _accepts(schema, "2025-01-01", True) is False
     assert _accepts({"enum": [{"a": 1}]}, {"a": 1}, True) is False  # structured enum values
-    pattern_and_more = {"type": "object", "properties": {"k": {"type": "integer"}},
-                        "patternProperties": {"^x_": {"type": "string"}}, "additionalProperties": {"type": "integer"}}
-    for value in ({"k": 1}, {"k": 1, "x_1": "s"}, {"k": 1, "z": 2}):
-        assert _accepts(pattern_and_more, value, True) is False, value
+    for pattern_and_more in (  # whichever keyword comes first
+            {"type": "object", "properties": {"k": {"type": "integer"}},
+             "patternProperties": {"^x_": {"type": "string"}}, "additionalProperties": {"type": "integer"}},
+            {"type": "object", "properties": {"k": {"type": "integer"}},
+             "additionalProperties": {"type": "integer"}, "patternProperties": {"^x_": {"type": "string"}}}):
+        for value in ({"k": 1}, {"k": 1, "x_1": "s"}, {"k": 1, "z": 2}):
+            assert _accepts(pattern_and_more, value, True) is False, value
     assert _accepts({"type": "array", "prefixItems": [{"type": "string"}], "items": {"type": "integer"}}, ["a"], True) \
         is False  # prefixItems: not read here
     closed_any = {"type": "object", "properties": {"a": {"type": "integer"}},
