@@ -37,7 +37,7 @@ from dataflow.operators.apigen import (
 )
 from dataflow.cli import run_pipeline_main
 from dataflow.core.preflight import active_check, check_pipeline
-from dataflow.exports import convert_row, stratified_split
+from dataflow.exports import convert_row, single_turn_chat, stratified_split
 from dataflow.exports.card import license_of, run_summary, write_export_docs
 from dataflow.exports.finetune import canonical_record, parse_formats, write_records
 from dataflow.storage.head import first_rows_file
@@ -134,7 +134,8 @@ class APIGenPipeline:
         written = 0
         record_formats = [f for f in self.formats if f != "chat_message"]
         for part, part_rows in (("train", result.train), ("validation", result.validation)):
-            records = [canonical_record(convert_row(row, "openai")) for row in part_rows]
+            records = [canonical_record(single_turn_chat(row["query"], row["answers"], row.get("tools", [])))
+                       for row in part_rows]
             done = write_records(records, out_dir, part, record_formats, dataset_name=f"apigen_{part}")
             written += done.rows
             for code, count in done.skipped.items():

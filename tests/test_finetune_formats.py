@@ -347,3 +347,32 @@ def test_blank_system_prompts_and_edge_whitespace_read_back_equal():
         "You are terse.", None, "It is 09:00."]
     for fmt in ("openai", "trl", "llamafactory", "hermes"):
         assert read_record(json.loads(json.dumps(write_record(record, fmt))), fmt) == record, fmt
+
+
+def test_convert_writes_every_conversation_format_from_the_canonical_record(tmp_path):
+    """``dataflow convert`` has one writer per format: conversations and query/answers rows alike
+    go through ``canonical_record``; only OpenAI's writer renames tools it refuses (the mapping
+    beside the file), the other formats keep the declared names."""
+    source = tmp_path / "in.openai.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in CONVERSATIONS))
+    for fmt in ("openai", "hermes"):
+        _convert("--input-path", str(source), "--input-format", "openai", "--format", fmt,
+                 "--output-path", str(tmp_path / f"conv.{fmt}.jsonl"))
+        rows = [json.loads(line) for line in (tmp_path / f"conv.{fmt}.jsonl").read_text().splitlines()]
+        expected = [write_record(canonical_record(r), fmt) for r in CONVERSATIONS]
+        if fmt == "openai" and any("parallel_tool_calls" in row for row in expected):
+            for row in expected:  # a file's rows share their keys (Arrow would fill a missing one with null)
+                row.setdefault("parallel_tool_calls", True)
+        assert rows == json.loads(json.dumps(expected))
+    dotted = _tool("math.factorial", {"n": {"type": "integer"}}, ["n"])
+    single = tmp_path / "rows.jsonl"
+    single.write_text(json.dumps({"query": "What is 5!?", "tools": [dotted],
+                                  "answers": [{"name": "math.factorial", "arguments": {"n": 5}}]}) + "\n")
+    for fmt in ("trl", "hermes", "openai"):
+        _convert("--input-path", str(single), "--format", fmt, "--output-path", str(tmp_path / f"single.{fmt}.jsonl"))
+    (trl,) = [json.loads(line) for line in (tmp_path / "single.trl.jsonl").read_text().splitlines()]
+    assert [c["function"]["name"] for c in trl["messages"][1]["tool_calls"]] == ["math.factorial"]
+    assert "math.factorial" in (tmp_path / "single.hermes.jsonl").read_text()
+    (openai,) = [json.loads(line) for line in (tmp_path / "single.openai.jsonl").read_text().splitlines()]
+    assert openai["tools"][0]["function"]["name"] == "math_factorial"
+    assert json.loads((tmp_path / "single.openai.tool_names.json").read_text()) == {"math_factorial": "math.factorial"}

@@ -249,7 +249,7 @@ def split(input_file_path: str, train_output_path: str, val_output_path: str, te
 
 INPUT_FORMATS = ("rows", "xlam", "chat_message", "glaive", "sharegpt", "llamafactory", "hermes", "openai", "trl")
 #: output formats written from the canonical record (dataflow.exports.finetune)
-RECORD_FORMATS = ("trl", "llamafactory")
+RECORD_FORMATS = ("openai", "trl", "llamafactory", "hermes")
 MAX_ERROR_LINES = 20
 
 
@@ -271,15 +271,17 @@ def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str
     """Convert rows to a fine-tuning format. A row that cannot be read or written is a row error
     (file and line on stderr, the row in <output>.rejected.jsonl); the other rows are written."""
     from ..core.errors import InputFileError, ToolSpecError
-    from ..exports import CONVERSATION_READERS, READERS, RowError, conversation_to, convert_row
+    from ..exports import CONVERSATION_READERS, READERS, RowError, convert_row
+    from ..exports.convert import BY_ORDER_NOTE, single_turn_chat
+    from ..exports.finetune import canonical_record, to_openai_record, write_record
+    from ..tools import pair_results
 
     system_prompt = Path(system_prompt_path).read_text(encoding="utf-8").strip() if system_prompt_path else None
     tools = _load_tools(function_definitions_path) if function_definitions_path else None
-    from ..exports.finetune import canonical_record, write_record
 
     conversation_input = input_format in CONVERSATION_READERS
-    if conversation_input and fmt not in ("openai", "hermes", *RECORD_FORMATS):
-        raise click.BadParameter(f"{input_format} conversations convert to openai, trl, llamafactory or hermes",
+    if conversation_input and fmt not in RECORD_FORMATS:
+        raise click.BadParameter(f"{input_format} conversations convert to {', '.join(RECORD_FORMATS)}",
                                  param_hint="--format")
     if fmt == "chat_message" and system_prompt is None:
         system_prompt = CHAT_MESSAGE_SYSTEM_PROMPT
@@ -289,6 +291,10 @@ def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str
     for row, line in zip(rows, lines):
         notes: list[str] = []
         try:
+            if input_format == "rows" and (not isinstance(row.get("query"), str)
+                                           or ("answers" not in row and "function_calls" not in row)):
+                raise RowError("expected a row with a 'query' text and 'answers' (or 'function_calls')")
+            single = None if conversation_input else row if input_format == "rows" else READERS[input_format](row)
             if fmt in RECORD_FORMATS:  # one canonical record, then the writer of the format
                 if conversation_input:
                     chat = READERS[input_format](row)
@@ -296,27 +302,16 @@ def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str
                         chat["tools"] = tools
                     if system_prompt and not any(m.get("role") == "system" for m in chat["messages"]):
                         chat["messages"].insert(0, {"role": "system", "content": system_prompt})
+                    if pair_results(chat["messages"]).by_order:
+                        notes.append(BY_ORDER_NOTE)
                 else:
-                    single = row if input_format == "rows" else READERS[input_format](row)
-                    if input_format == "rows" and (not isinstance(row.get("query"), str)
-                                                   or ("answers" not in row and "function_calls" not in row)):
-                        raise RowError("expected a row with a 'query' text and 'answers' (or 'function_calls')")
-                    chat = convert_row(single, "openai", system_prompt=system_prompt,
-                                       tools=tools if not single.get("tools") else None)
-                out.append(write_record(canonical_record(chat), fmt))
-            elif conversation_input:
-                chat = READERS[input_format](row)
-                if tools and not chat["tools"]:
-                    chat["tools"] = tools
-                out.append(conversation_to(chat, fmt, system_prompt=system_prompt, names=names, notes=notes))
-            else:
-                if input_format == "rows":
-                    if not isinstance(row.get("query"), str) or ("answers" not in row and "function_calls" not in row):
-                        raise RowError("expected a row with a 'query' text and 'answers' (or 'function_calls')")
-                else:
-                    row = READERS[input_format](row)
-                out.append(convert_row(row, fmt, system_prompt=system_prompt,
-                                       tools=tools if not row.get("tools") else None, names=names, notes=notes))
+                    chat = single_turn_chat(single["query"], single.get("answers", single.get("function_calls")),
+                                            single.get("tools") or tools or [], system_prompt)
+                record = canonical_record(chat)
+                out.append(to_openai_record(record, names) if fmt == "openai" else write_record(record, fmt))
+            else:  # chat_message, xlam: single-turn rows
+                out.append(convert_row(single, fmt, system_prompt=system_prompt,
+                                       tools=tools if not single.get("tools") else None, names=names, notes=notes))
         except (ValueError, ToolSpecError, TypeError, KeyError) as exc:
             reason = str(exc) if not isinstance(exc, KeyError) else f"missing field {exc}"
             rejected.append({**row, "_line": line, "_reason": reason})
@@ -331,10 +326,12 @@ def convert(input_path: str, output_path: str, fmt: str, system_prompt_path: str
         raise InputFileError(input_path, f"no row could be converted ({len(rejected)} row errors; first: "
                                          f"{first['_reason']})", line=first["_line"] if isinstance(first["_line"], int) else None,
                              hint=f"check --input-format (one of {', '.join(INPUT_FORMATS)})")
-    if fmt == "llamafactory":  # the same key on every row (Arrow would fill the missing ones with null)
-        if any("system" in r for r in out):
-            for r in out:
-                r.setdefault("system", "")
+    # the same keys on every row (Arrow would fill the missing ones with null): an empty system is
+    # none (LLaMA-Factory), parallel_tool_calls true is OpenAI's default
+    key, default = {"llamafactory": ("system", ""), "openai": ("parallel_tool_calls", True)}.get(fmt, (None, None))
+    if key is not None and any(key in r for r in out):
+        for r in out:
+            r.setdefault(key, default)
     write_rows(output_path, out)
     if rejected:
         write_rows(_rejected_path(output_path), rejected)

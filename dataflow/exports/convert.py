@@ -6,11 +6,14 @@ Calls, arguments and results are read by ``dataflow.tools.calls`` (the one reade
 ``{}``, JSON-string arguments decoded, NaN/Infinity refused, results paired with calls by
 ``tool_call_id``), and every writer refuses NaN/Infinity instead of writing them.
 
-Writers (fine-tuning formats):
+Writers (the formats with conversations, OpenAI / TRL / LLaMA-Factory / Hermes, are written from
+one canonical record by ``dataflow.exports.finetune``; ``convert_row`` goes through it too):
 
-- ``to_openai_chat``: ``{"messages": [system?, user, assistant with tool_calls (ids, JSON-string
-  arguments)], "tools": [...]}`` (xLAM/APIGen style), or, with the calls' results kept,
-  ``[..., tool (the function's own result, one per call), assistant (final answer)]``. OpenAI
+- ``single_turn_chat``: one query and its calls as an OpenAI-shaped chat with the declared tool
+  names, ``{"messages": [system?, user, assistant with tool_calls (ids, JSON-string arguments)],
+  "tools": [...]}``, or, with the calls' results kept, ``[..., tool (the function's own result,
+  one per call), assistant (final answer)]``: the input of ``canonical_record``;
+- ``to_openai_chat``: ``single_turn_chat`` with OpenAI's naming rules applied. OpenAI
   allows ``a-zA-Z0-9_-`` in a tool name: any other character (BFCL's ``math.factorial``) becomes
   ``_`` (``openai_names``), in the tools and the calls alike, and the mapping is handed back
   (``names=``); a renaming that would make two tools one is refused (``RowError``);
@@ -93,7 +96,7 @@ def _renamed_tools(specs: list[dict], mapping: dict[str, str]) -> list[dict]:
 
 
 # -- writers ------------------------------------------------------------------------------------
-def to_openai_chat(
+def single_turn_chat(
     query: str,
     answers: Any,
     tools: Any,
@@ -101,19 +104,14 @@ def to_openai_chat(
     results: list | None = None,
     no_call_reply: str = NO_CALL_REPLY,
     final_answer: str | None = None,
-    names: dict | None = None,
 ) -> dict:
-    """One single-turn example in OpenAI chat format: ``user`` then ``assistant`` with
-    ``tool_calls``. ``results`` (each call's own return value, one per call, e.g. from
-    ``function_results``) adds a ``tool`` message per call, and then needs ``final_answer``, the
-    assistant's closing message: an example must end with the assistant, not a tool result.
-    Tool names OpenAI refuses are renamed (``openai_names``); ``names``, when given, receives
-    ``{OpenAI name: declared name}`` for each renamed tool."""
+    """One single-turn example as an OpenAI-shaped chat with the tools' declared names: ``user``
+    then ``assistant`` with ``tool_calls`` (ids ``call_0``...), the input of ``canonical_record``.
+    ``results`` (each call's own return value, one per call, e.g. from ``function_results``) adds a
+    ``tool`` message per call, and then needs ``final_answer``, the assistant's closing message: an
+    example must end with the assistant, not a tool result. Raises ``ValueError`` for results that
+    do not match the calls, ``CallError`` for an unreadable answer."""
     calls = read_call_list(answers)
-    specs = tools_of(tools)
-    mapping = openai_names([s["function"]["name"] for s in specs] + [c.name for c in calls])
-    if names is not None:
-        names.update({new: old for old, new in mapping.items()})
     if results is not None and calls:
         if len(results) != len(calls):
             raise ValueError(f"{len(results)} results for {len(calls)} calls")
@@ -130,14 +128,36 @@ def to_openai_chat(
         messages.append({
             "role": "assistant",
             "content": None,  # each entry carries its read call (OpenAICall): nothing after reads it again
-            "tool_calls": [Call(mapping.get(c.name, c.name), c.arguments).to_openai(cid) for cid, c in zip(ids, calls)],
+            "tool_calls": [c.to_openai(cid) for cid, c in zip(ids, calls)],
         })
         if results is not None:
             for cid, call, result in zip(ids, calls, results):
-                messages.append({"role": "tool", "tool_call_id": cid, "name": mapping.get(call.name, call.name),
-                                 "content": _as_text(result)})
+                messages.append({"role": "tool", "tool_call_id": cid, "name": call.name, "content": _as_text(result)})
             messages.append({"role": "assistant", "content": final_answer.strip()})  # type: ignore[union-attr]
-    return {"messages": messages, "tools": _renamed_tools(specs, mapping)}
+    return {"messages": messages, "tools": tools_of(tools)}
+
+
+def to_openai_chat(
+    query: str,
+    answers: Any,
+    tools: Any,
+    system_prompt: str | None = None,
+    results: list | None = None,
+    no_call_reply: str = NO_CALL_REPLY,
+    final_answer: str | None = None,
+    names: dict | None = None,
+) -> dict:
+    """``single_turn_chat`` with the tool names OpenAI refuses renamed (``openai_names``);
+    ``names``, when given, receives ``{OpenAI name: declared name}`` for each renamed tool."""
+    chat = single_turn_chat(query, answers, tools, system_prompt, results, no_call_reply, final_answer)
+    mapping = openai_names([s["function"]["name"] for s in chat["tools"]]
+                           + [c["function"]["name"] for m in chat["messages"] for c in m.get("tool_calls") or []])
+    if names is not None:
+        names.update({new: old for old, new in mapping.items()})
+    if not mapping:
+        return chat
+    return {"messages": [_renamed_message(m, mapping) for m in chat["messages"]],
+            "tools": _renamed_tools(chat["tools"], mapping)}
 
 
 def function_results(entries: Any) -> list:
@@ -614,15 +634,13 @@ def convert_row(row: dict, fmt: str, *, system_prompt: str | None = None, query_
     query = row[query_key]
     answers = row.get(answers_key, row.get("function_calls"))
     row_tools = tools if tools is not None else row.get(tools_key, [])
-    if fmt in ("openai", "hermes"):
+    if fmt in ("openai", "hermes"):  # the writers of the canonical record (dataflow.exports.finetune)
+        from .finetune import canonical_record, to_hermes_record, to_openai_record
+
         results = function_results(row.get(results_key)) if results_key else None
         final = row.get(final_answer_key) if results_key else None
-        if fmt == "hermes":  # Hermes text has no naming rules: names stay as declared
-            calls = read_calls(answers)
-            specs = tools_of(row_tools)
-            chat = _single_turn_messages(query, calls, results, final)
-            return openai_messages_to_hermes(chat, specs, system_prompt, notes)
-        return to_openai_chat(query, answers, row_tools, system_prompt, results, final_answer=final, names=names)
+        record = canonical_record(single_turn_chat(query, answers, row_tools, system_prompt, results, final_answer=final))
+        return to_openai_record(record, names) if fmt == "openai" else to_hermes_record(record)
     if fmt == "chat_message":
         return to_chat_message_format(query, answers, system_prompt or "")
     if fmt == "xlam":
@@ -630,32 +648,8 @@ def convert_row(row: dict, fmt: str, *, system_prompt: str | None = None, query_
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
-def _single_turn_messages(query: str, calls: list[dict], results: list | None, final: Any) -> list[dict]:
-    chat = to_openai_chat(query, calls, [], None, results, final_answer=final)
-    for message in chat["messages"]:  # the declared names, unrenamed
-        for call, original in zip(message.get("tool_calls") or [], calls):
-            call["function"]["name"] = original["name"]
-    return chat["messages"]
-
-
 def convert_rows(rows: Iterable[dict], fmt: str, **options: Any) -> list[dict]:
     return [convert_row(r, fmt, **options) for r in rows]
-
-
-def conversation_to(chat: dict, fmt: str, *, system_prompt: str | None = None, names: dict | None = None,
-                    notes: list | None = None) -> dict:
-    """A read conversation ``{"messages", "tools"}`` -> ``fmt`` (``openai`` or ``hermes``)."""
-    if fmt == "hermes":
-        return openai_messages_to_hermes(chat["messages"], chat["tools"], system_prompt, notes)
-    if fmt == "openai":
-        mapping = openai_names([t["function"]["name"] for t in chat["tools"]])
-        if names is not None:
-            names.update({new: old for old, new in mapping.items()})
-        messages = [_renamed_message(m, mapping) for m in chat["messages"]]
-        if system_prompt and not any(m.get("role") == "system" for m in messages):
-            messages.insert(0, {"role": "system", "content": system_prompt})
-        return {"messages": messages, "tools": _renamed_tools(chat["tools"], mapping)}
-    raise ValueError(f"conversations convert to openai or hermes, not {fmt!r}")
 
 
 def _renamed_message(message: dict, mapping: dict[str, str]) -> dict:

@@ -50,7 +50,7 @@ from ..tools.calls import (Call, OpenAICall, dumps_json, loads_strict, pair_resu
                            read_calls)
 from .convert import (
     NO_CALL_REPLY, RowError, _renamed_message, _renamed_tools, openai_messages_to_hermes, openai_names,
-    read_openai_row, read_sharegpt_row, read_xlam_row, to_openai_chat, to_xlam_row, tools_of,
+    read_openai_row, read_sharegpt_row, read_xlam_row, single_turn_chat, to_xlam_row,
 )
 
 __all__ = [
@@ -362,7 +362,7 @@ def read_record(row: dict, fmt: str) -> dict:
     if fmt == "xlam":
         single = read_xlam_row(row)
         calls = [Call(c["name"], c["arguments"]) for c in single["answers"]]  # read just now: not again
-        return canonical_record(to_openai_chat(single["query"], calls, single["tools"]))
+        return canonical_record(single_turn_chat(single["query"], calls, single["tools"]))
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
 
 
