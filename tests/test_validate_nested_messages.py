@@ -58,6 +58,23 @@ CASES = {
         _obj({"o": _obj({"a": INT})}), {"o": {"a": 1, "zz": 1}}, ["unknown argument 'o.zz'"]),
     "too few items, with the count": (
         _obj({"l": {"type": "array", "minItems": 2}}), {"l": [1]}, ["argument 'l': has fewer than 2 items (minItems; got 1)"]),
+    "an unknown argument checked against additionalProperties' schema": (
+        _obj({"k": INT}, additionalProperties={"type": "string"}), {"k": 1, "x": 5},
+        ["argument 'x': 5 is not of type 'string'"]),
+    "pattern is ECMA-262: \\d is an ASCII digit": (
+        _obj({"s": {"type": "string", "pattern": "^\\d$"}}), {"s": "٣"},
+        ["argument 's': \"٣\" does not match the pattern '^\\\\d$'"]),
+    "patternProperties are ECMA-262 too: a key they do not match is unknown": (
+        _obj({"k": INT}, patternProperties={"^x_\\d$": {"type": "string"}}, additionalProperties=False),
+        {"k": 1, "x_٣": 5, "x_1": "a"}, ["unknown argument 'x_٣'"]),
+    "dependentRequired names only the argument that needs the missing one": (
+        _obj({"a": INT, "b": INT, "c": INT, "d": INT}, dependentRequired={"a": ["b"], "c": ["d"]}),
+        {"a": 1, "c": 1, "d": 1}, ["argument 'a' requires argument 'b' (dependentRequired)"]),
+    "a single type reached through $ref": (
+        _obj({"a": {"$ref": "#/$defs/i"}}, **{"$defs": {"i": INT}}), {"a": "s"},
+        ["argument 'a': \"s\" is not of type 'integer'"]),
+    "an argument declared by an allOf branch after a true branch is known": (
+        _obj({"a": INT}, allOf=[True, {"properties": {"b": INT}}]), {"a": 1, "b": 2}, []),
     "an integral float inside an array of integers": (
         _obj({"l": {"type": "array", "items": INT}}), {"l": [1, 2.0]}, ["argument 'l[1]': 2.0 is not of type 'integer'"]),
     "the closest alternative's list of types as the schema writes it": (
@@ -100,6 +117,8 @@ def test_a_value_no_schema_allows_is_named_by_its_path():
     assert _messages(_obj({"o": _obj({"x": False})}), {"o": {"x": 1}}) == ["unknown argument 'o.x'"]
     assert _messages(_obj({"l": {"type": "array", "prefixItems": [INT], "items": False}}), {"l": [1, 2]}) == [
         "argument 'l[1]': no value is allowed here"]
+    assert _messages(_obj({"l": {"type": "array", "items": _obj({"x": False})}}), {"l": [{"x": 1}]}) == [
+        "unknown argument 'l[0].x'"]
 
 
 def test_a_rule_without_its_own_wording_keeps_the_validators_text_cut_to_200_characters():
