@@ -261,3 +261,20 @@ def test_path_column_helpers():
     assert formats.format_of("a.pq") == "parquet"
     assert formats.format_of("a.txt") is None
     assert formats.union_columns([{"b": 1}, {"a": 1, "b": 2}, {"c": 3}], start=["z"]) == ["z", "b", "a", "c"]
+
+
+def test_column_kinds_keep_empty_text_apart_from_null_and_big_integers_exact(tmp_path):
+    assert formats.column_kind(["a", None]) == "str|null"
+    assert formats.column_kind(["", None, "a"]) == "json"  # CSV could not tell "" from null otherwise
+    assert formats.column_kind(["", "a"]) == "str"
+    assert formats.column_kind([2**63 - 1, -(2**63)]) == "int"
+    assert formats.column_kind([2**63]) == "json" and formats.column_kind([-(2**63) - 1]) == "json"
+    assert formats.column_kind([1, 1.5]) == "json" and formats.column_kind([True, 1]) == "json"
+    assert formats.column_kind([None]) == "null" and formats.column_kind([]) == "null"
+    assert formats.column_kind([1.5, None]) == "float" and formats.column_kind([(1,)]) == "json"
+    rows = [{"s": ""}, {"s": None}, {"s": "a"}]
+    for fmt in ("csv", "parquet"):
+        path = tmp_path / f"rows.{fmt}"
+        with path.open("wb") as out:
+            kinds = formats.write_table(out, rows, ["s"], fmt)["column_types"]
+        assert formats.read_table(path, fmt, kinds).rows == rows
