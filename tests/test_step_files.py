@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ def test_defaults_and_the_pipeline_name(entry):
     storage = FileStorage(str(entry))
     assert storage.cache_path == "./cache" and storage.file_name_prefix == "dataflow_cache_step"
     assert storage.cache_type == "jsonl" and storage.operator_step == -1
+    main_file = getattr(sys.modules["__main__"], "__file__", None)  # pytest's own script here
+    assert storage.pipeline == (os.path.basename(main_file) if main_file else None)
     assert storage.pipeline == _file_storage._main_script()
     assert FileStorage(str(entry), pipeline="mine.py").pipeline == "mine.py"
     assert FileStorage(str(entry), pipeline="").pipeline == ""
@@ -244,9 +247,8 @@ def test_rows_from_a_dataframe_or_with_odd_values_are_written_as_json(entry):
 def test_the_clean_row_is_the_row_itself_when_already_plain():
     row = {"a": 1, "b": [1.5], "c": {"d": None}, "e": 2.5}
     assert _file_storage._clean_row(row) is row
-    for odd in ({"a": float("nan")}, {"a": np.int64(1)}, {"a": (1, 2)}):
-        cleaned = _file_storage._clean_row(odd)
-        assert cleaned is not odd
+    for odd, clean in (({"a": float("nan")}, {"a": None}), ({"a": np.int64(1)}, {"a": 1}), ({"a": (1, 2)}, {"a": [1, 2]})):
+        assert _file_storage._clean_row(odd) == clean
     assert _file_storage._clean_row({1: "x", "n": float("nan")}) == {"1": "x", "n": None}
 
 
@@ -264,3 +266,28 @@ def test_a_step_the_preflight_check_recorded_has_its_columns_and_no_rows(entry):
             second.read("dict")
         assert str(info.value) == f"{second.input_path()} is a step the pre-flight check only recorded: it has no rows"
     assert not Path(second.input_path()).exists()
+
+
+def test_a_step_file_of_another_pipeline_is_never_replaced(entry):
+    cache = str(entry.parent / "cache")
+    FileStorage(str(entry), cache_path=cache, pipeline="apigen.py").step().write([{"q": "a"}])
+    other = FileStorage(str(entry), cache_path=cache, pipeline="chat.py")
+    other.step()
+    second = other.step()
+    second.write([{"q": "b"}])  # step 2 does not exist yet: nothing to refuse
+    with pytest.raises(ConfigError) as info:
+        FileStorage(str(entry), cache_path=cache, pipeline="chat.py").step().write([{"q": "c"}])
+    path = os.path.join(cache, "dataflow_cache_step1.jsonl")
+    assert str(info.value) == (
+        f"{path} holds step 1 of pipeline 'apigen.py'; 'chat.py' would replace it. Give each pipeline its own "
+        "cache folder (cache_path=..., or --cache-dir), or delete that pipeline's step files if you no longer need them")
+    assert Path(path).read_text() == '{"q":"a"}\n'
+    FileStorage(str(entry), cache_path=cache, pipeline="apigen.py").step().write([{"q": "d"}])  # its own file
+    FileStorage(str(entry), cache_path=cache, pipeline="").step().write([{"q": "e"}])  # no name: no owner to check
+    assert Path(path).read_text() == '{"q":"e"}\n'
+    manifest = json.loads(manifest_path(path).read_text())
+    assert "pipeline" not in manifest
+    FileStorage(str(entry), cache_path=cache, pipeline="chat.py").step().write([{"q": "f"}])  # unowned now
+    manifest_path(path).write_text("{broken")
+    FileStorage(str(entry), cache_path=cache, pipeline="apigen.py").step().write([{"q": "g"}])  # no manifest: no owner
+    assert Path(path).read_text() == '{"q":"g"}\n'
