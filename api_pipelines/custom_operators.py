@@ -113,9 +113,11 @@ class QueryRewriter(StructuredLLMOperator):
                 calls = read_call_list(row.get(input_answers_key))  # the one reader of calls
             except CallError as exc:
                 return RowOutcome.fail(f"unreadable_answer: {exc}")
-            lost = [problem for call in calls for problem in ungrounded_arguments(call.arguments, None, [reply.query])]
+            lost = [problem.partition(": ")[2]  # "bill=60 is not in the rewrite"
+                    for call in calls
+                    for problem in ungrounded_arguments(call.arguments, None, [reply.query], missing_from="the rewrite")]
             if lost:
-                reason = "lost_value: " + "; ".join(p.partition(": ")[2] for p in lost)
+                reason = "lost_value: " + "; ".join(lost)
                 raise Reask(f"Your rewrite lost values of the request ({reason}). Keep every value as written.",
                             final=RowOutcome.fail(reason))
             return RowOutcome.keep(merge_row(row, **{output_key: reply.query}))

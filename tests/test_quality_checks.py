@@ -95,6 +95,58 @@ def test_near_misses_are_ungrounded(context, arguments):
     assert next(iter(arguments)) in problems[0]
 
 
+# The forms in which people and tools write one value differently, as human-written answers of the
+# Berkeley Function Calling Leaderboard do (benchmarks/bench_grounding_real.py): each grounds its
+# value, and the near miss beside it does not.
+@pytest.mark.parametrize(
+    "context, value, near_miss",
+    [
+        ("a lawyer in Chicago", "Chicago, IL", "Chicago, Springfield"),  # place + its state
+        ("hotels in Lyon", "Lyon, France", "Lyon, Paris"),  # a city is no region
+        ("sales tax in Chicago, Illinois", "IL", "CA"),  # a state by code and by name
+        ("somewhere in CA please", "California", "Colorado"),
+        ("convert 200 British pounds", "GBP", "USD"),  # a currency by code and by name
+        ("Convert 150 Euros to Canadian dollars", "CAD", "AUD"),
+        ("How much are 10 dollars in yen?", "JPY", "USD"),  # a bare dollar names no currency
+        ("15 kilometers into miles", "km", "m"),  # a unit by symbol and by name
+        ("a circle with a radius of 5cm", "cm", "mm"),
+        ("a board 24 inches long in Paris", "inch", "foot"),
+        ("a hotel in Paris", "Paris", "inch"),  # the preposition "in" names no unit
+        ("from July 10, 2022", "07-10-2022", "07-11-2022"),  # dates however written
+        ("on Jun.20,2023", "2023-06-20", "2023-06-21"),
+        ("closing March.11, 2022", "2022-03-11", "2022-03-12"),
+        ("from 15th October,2023", "15-10-2023", "16-10-2023"),
+        ("AQI in London 2022/08/16", "08-16-2022", "08-17-2022"),
+        ("visiting next month (Feb)", "February", "March"),  # a month by name or abbreviation
+        ("the top player in woman tennis", "women", "men"),  # an irregular plural
+    ],
+)
+def test_a_value_written_in_another_form_is_grounded(context, value, near_miss):
+    assert ungrounded_arguments({"v": value}, None, [context]) == []
+    assert _codes(ungrounded_arguments({"v": near_miss}, None, [context])) == ["ungrounded_argument"]
+
+
+@pytest.mark.parametrize(
+    "context, value, near_miss",
+    [
+        ("cash_flows=[200,300,400,500]", 300, 350),  # a list written without spaces
+        ("revenues of $1M in 2019 and $1.2M in 2020", 1200000, 1300000),
+        ("rolling a six twice in a row", 2, 3),
+        ("a capacitance of 100µF", 0.0001, 0.001),  # a quantity grounds its value in SI base units
+        ("a track of 3 minutes", 180, 120),
+        ("a run of 15 km", 15000, 1500),
+    ],
+)
+def test_numbers_written_as_lists_scales_and_words(context, value, near_miss):
+    assert ungrounded_arguments({"n": value}, None, [context]) == []
+    assert _codes(ungrounded_arguments({"n": near_miss}, None, [context])) == ["ungrounded_argument"]
+
+
+def test_the_ungrounded_message_names_the_context_it_was_looked_for_in():
+    [problem] = ungrounded_arguments({"n": 7}, None, ["n is 5"], missing_from="the query")
+    assert problem == "ungrounded_argument: n=7 is not in the query"
+
+
 def test_spec_grounds_enum_default_boolean_and_empty_optional_values():
     arguments = {"city": "Oslo", "max_price": 90, "sort": "rating", "limit": 10, "breakfast": False, "area": None}
     assert ungrounded_arguments(arguments, TOOL, ["Hotels in Oslo under 90 euros"]) == []

@@ -94,10 +94,11 @@ _NUMBER = re.compile(
     r"(?:(?<![\w.])|(?<=\d[xX\u00d7]))(?P<sign>[-\u2212])?"  # 1920x1080 is two numbers
     r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
     r"(?:[eE](?P<exp>[-+]?\d+))?(?!\d)"
-    r"(?P<scale>\s*(?:%|percent\b|per cent\b|k\b|thousand\b|million\b|mn\b|billion\b|bn\b))?",
+    r"(?P<scale>\s*(?:%|percent\b|per cent\b|k\b|thousand\b|million\b|mn\b|m\b|billion\b|bn\b|b\b))?",
     re.IGNORECASE,
 )
-_SCALES = {"k": 1e3, "thousand": 1e3, "million": 1e6, "mn": 1e6, "billion": 1e9, "bn": 1e9}
+#: "$1.2M" is 1,200,000; "5 m" (metres) also gives 5,000,000, which grounds nothing a person means
+_SCALES = {"k": 1e3, "thousand": 1e3, "million": 1e6, "mn": 1e6, "m": 1e6, "billion": 1e9, "bn": 1e9, "b": 1e9}
 _WHOLE_NUMBER = re.compile(
     r"^[\s$\u20ac\u00a3\u00a5]*[-\u2212+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
     r"(?:[eE][-+]?\d+)?\s*(?:%|[a-zA-Z]{1,3})?\s*$"
@@ -108,6 +109,7 @@ _TENS = {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "ei
 _ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth").split()
 NUMBER_WORDS: dict[str, int] = {
     **{word: n for n, word in enumerate(_UNITS)}, **_TENS, "hundred": 100, "dozen": 12,
+    "once": 1, "twice": 2, "thrice": 3,
     **{word: n for n, word in enumerate(_ORDINALS, start=1)},
 }
 
@@ -119,7 +121,8 @@ _DIGIT = re.compile(r"\d")
 @lru_cache(maxsize=8192)
 def numbers_in(text: str) -> tuple[float, ...]:
     """Every number written in ``text`` (digits or number words), as floats; ``15%`` gives 15
-    and 0.15, ``2k`` gives 2 and 2000, ``twenty-five`` gives 20, 5 and 25."""
+    and 0.15, ``2k`` gives 2 and 2000, ``twenty-five`` gives 20, 5 and 25, ``200,300`` (a
+    thousands separator or a list without spaces) gives 200300, 200 and 300."""
     out: list[float] = []
     for match in _NUMBER.finditer(text) if _DIGIT.search(text) else ():
         value = float(match.group("num").replace(",", ""))
@@ -131,6 +134,8 @@ def numbers_in(text: str) -> tuple[float, ...]:
         if match.group("sign"):
             value = -value
         out.append(value)
+        if "," in match.group("num") and not match.group("exp"):  # 1,200 or the list 200,300,400
+            out.extend(float(group) for group in match.group("num").split(","))
         scale = (match.group("scale") or "").strip().lower()
         if scale in ("%", "percent", "per cent"):
             out.append(value / 100)
@@ -164,8 +169,15 @@ def as_number(value: Any) -> float | None:
 # -- words --------------------------------------------------------------------------------------
 
 
+_IRREGULAR_PLURALS = {"women": "woman", "men": "man", "children": "child", "people": "person", "feet": "foot",
+                      "teeth": "tooth", "mice": "mouse", "geese": "goose"}
+
+
 def fold(word: str) -> str:
-    """A word with a trailing plural folded (``cities`` -> ``city``, ``recipes`` -> ``recipe``)."""
+    """A word with a trailing plural folded (``cities`` -> ``city``, ``recipes`` -> ``recipe``,
+    ``women`` -> ``woman``)."""
+    if word in _IRREGULAR_PLURALS:
+        return _IRREGULAR_PLURALS[word]
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
@@ -175,8 +187,13 @@ def fold(word: str) -> str:
 
 @lru_cache(maxsize=8192)
 def words(text: str) -> tuple[str, ...]:
-    """Lower-case, plural-folded words and numbers of ``text``."""
-    return tuple(fold(w) for w in normalize_text(text).split())
+    """Lower-case, plural-folded words and numbers of ``text``; a number and the unit written
+    against it are two words (``5cm`` -> ``5``, ``cm``)."""
+    return tuple(fold(w) for w in _NUMBER_THEN_LETTER.sub(" ", normalize_text(text)).split())
+
+
+_NUMBER_THEN_LETTER = re.compile(r"(?<=\d)(?=[a-z])")
+_QUANTITY_HINT = re.compile(r"\d\s*[a-zA-Z\u00b5\u03bc]")  # a number with a unit after it, maybe
 
 
 STOPWORDS = frozenset(
@@ -191,11 +208,11 @@ STOPWORDS = frozenset(
 # -- dates and times ----------------------------------------------------------------------------
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
-_DATE_CANDIDATE = re.compile(
-    rf"\b(?:\d{{4}}-\d{{1,2}}-\d{{1,2}}"
-    rf"|\d{{1,2}}[/.]\d{{1,2}}[/.]\d{{2,4}}"
-    rf"|{_DAY}\s+(?:of\s+)?{_MONTH}(?:,?\s+\d{{4}})?"
-    rf"|{_MONTH}\s+{_DAY}(?:,?\s+\d{{4}})?)(?![\w])",
+_DATE_CANDIDATE = re.compile(  # 2024-03-15, 2024/03/15, 03/15/2024, 15-03-2024, 15th March 2024, Mar.15,2024
+    rf"\b(?:\d{{4}}[-/.]\d{{1,2}}[-/.]\d{{1,2}}"
+    rf"|\d{{1,2}}[-/.]\d{{1,2}}[-/.]\d{{2,4}}"
+    rf"|{_DAY}\s+(?:of\s+)?{_MONTH}(?:,?\s*\d{{4}})?"
+    rf"|{_MONTH}\s*{_DAY}(?:,?\s*\d{{4}})?)(?![\w])",
     re.IGNORECASE,
 )
 _TIME_CANDIDATE = re.compile(
@@ -309,6 +326,8 @@ class Evidence:
         self._dates: set[Date] = set()
         self._times: set[Time] = set()
         self._dated = 0  # how many of _raw the date and time sets have read
+        self._plain: set[str] = set()  # words as written (lower case, not folded), for units
+        self._plained = 0
         for text in texts:
             self.add(text)
 
@@ -325,6 +344,10 @@ class Evidence:
                 continue
             self._raw.append(piece)
             added.update(number_key(n) for n in numbers_in(piece))
+            if _QUANTITY_HINT.search(piece):
+                from .units import base_unit_values
+
+                added.update(number_key(n) for n in base_unit_values(piece))
             folded = words(piece)
             self.word_set.update(folded)
             self._joined += "\n " + " ".join(folded) + " "
@@ -358,6 +381,18 @@ class Evidence:
             self._dates |= dates_in(text)
             self._times |= times_in(text)
         self._dated = len(self._raw)
+
+    @property
+    def plain_words(self) -> set[str]:
+        """The lower-case words of every text as written (plurals kept: ``inches``), stopwords
+        aside; read only when a value needs them."""
+        from .similarity import normalize_text
+
+        for text in self._raw[self._plained:]:
+            self._plain.update(w for w in _NUMBER_THEN_LETTER.sub(" ", normalize_text(text)).split()
+                               if w not in STOPWORDS and not w.isdigit())
+        self._plained = len(self._raw)
+        return self._plain
 
     def has_date(self, candidates: tuple[Date, ...]) -> bool:
         for year, month, day in candidates:

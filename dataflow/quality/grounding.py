@@ -20,9 +20,13 @@ What grounds a value (see ``_values`` for how numbers, words and dates are compa
   string (``"vegan, gluten-free"``) is grounded part by part; a short string mixing numbers and
   words (``"3 days"``) when its numbers are grounded and its words stand together (``three
   days``); a string of five or more words (a message the assistant composes) when the numbers in
-  it are and at least 60% of its content words appear in the context;
-- a date or time written differently (``2024-03-15`` and ``March 15th``; ``19:00`` and
-  ``7pm``); a date written without a year grounds any year. Relative dates (``tomorrow``) ground
+  it are and at least 60% of its content words appear in the context; a place followed by the
+  region it is in (``"Chicago, IL"``, ``"Lyon, France"``: ``places.is_region_name``) when the
+  place is grounded; a region, currency or unit written in another of its forms (``"IL"`` and
+  ``Illinois``, ``"GBP"`` and ``British pounds``: ``places``; ``"km"`` and ``kilometers``:
+  ``units``), a month by name or abbreviation (``Feb``, ``"February"``);
+- a date or time written differently (``2024-03-15``, ``March 15th``, ``Mar.15,2024``,
+  ``03-15-2024``; ``19:00`` and ``7pm``); a date written without a year grounds any year. Relative dates (``tomorrow``) ground
   nothing: the assistant does not know today's date unless a text says it;
 - from the spec: a boolean, an enum or ``const`` member, the parameter's ``default``, or an empty
   value (``None``, ``""``, ``[]``, ``{}``) of an optional parameter.
@@ -37,15 +41,22 @@ from typing import Any, Sequence
 from ._values import (
     STOPWORDS, Evidence, as_date_time, as_number, is_number, leaves, number_key, numbers_in, value_leaves, words,
 )
+from .places import currency_forms, is_region_name, region_forms
+from .units import unit_of
 
 _DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
 _LIST_SEPARATOR = re.compile(r"\s*(?:[,;/]|\band\b|\bor\b|&)\s*", re.IGNORECASE)
 _LONG_TEXT_WORDS = 5
 _LONG_TEXT_COVERAGE = 0.6
 _SHOW_CHARS = 60
+_MONTH_NAMES = "january february march april may june july august september october november december".split()
+_MONTHS = {name[:3]: index for index, name in enumerate(_MONTH_NAMES, start=1)}
+#: the ways a month is written as a word: its name or a three- or four-letter abbreviation
+_MONTH_WORDS = frozenset([*_MONTH_NAMES, *(n[:3] for n in _MONTH_NAMES), "sept"])
 
 
-def ungrounded_arguments(arguments: dict, tool: dict | None, context: Sequence[str]) -> list[str]:
+def ungrounded_arguments(arguments: dict, tool: dict | None, context: Sequence[str],
+                         missing_from: str | None = None) -> list[str]:
     """Problems ``"ungrounded_argument: <path>=<value> ..."``, one per leaf value of
     ``arguments`` that is neither in ``context`` nor allowed by ``tool``'s spec; ``[]`` when every
     value is grounded.
@@ -55,16 +66,20 @@ def ungrounded_arguments(arguments: dict, tool: dict | None, context: Sequence[s
     ``{"type": "function", "function": {"name", "description", "parameters"}}`` (a bare
     ``{"name", "parameters"}`` works too), or None. ``context``: the texts before the call, each a
     user turn or a tool result (JSON results are read as their values, not their keys).
+    ``missing_from`` names the context in the message when it is not a conversation's turns
+    (``"the query"``: ``ungrounded_argument: n=5 is not in the query``).
     """
     if isinstance(context, str):
         context = [context]
     evidence = context if isinstance(context, Evidence) else Evidence(context)
-    return grounding_problems(arguments, tool, evidence)
+    return grounding_problems(arguments, tool, evidence, missing_from)
 
 
-def grounding_problems(arguments: dict, tool: dict | None, evidence: Evidence) -> list[str]:
+def grounding_problems(arguments: dict, tool: dict | None, evidence: Evidence,
+                       missing_from: str | None = None) -> list[str]:
     """``ungrounded_arguments`` against an ``Evidence`` index that the caller keeps (a
     conversation is indexed once, message by message)."""
+    where = f"is not in {missing_from}" if missing_from else "appears in no earlier user turn or tool result"
     if not isinstance(arguments, dict):
         return []
     parameters = _parameters(tool)
@@ -72,7 +87,7 @@ def grounding_problems(arguments: dict, tool: dict | None, evidence: Evidence) -
     for path, value, schema, optional in _leaves_with_schema(arguments, parameters):
         if _allowed_by_spec(value, schema, optional) or _grounded(value, evidence):
             continue
-        problems.append(f"ungrounded_argument: {path}={_show(value)} appears in no earlier user turn or tool result")
+        problems.append(f"ungrounded_argument: {path}={_show(value)} {where}")
     return problems
 
 
@@ -196,6 +211,18 @@ def _grounded(value: Any, evidence: Evidence) -> bool:
         return (not dates or evidence.has_date(dates)) and (time is None or time in evidence.times)
     parts = [p for p in _LIST_SEPARATOR.split(text) if p.strip()]
     if len(parts) > 1 and all(_grounded(p, evidence) for p in parts):
+        return True
+    for forms in (region_forms(text), currency_forms(text)):  # "IL" and "Illinois", "GBP" and "British pounds"
+        if any(evidence.has_phrase(form.split()) for form in forms):
+            return True
+    unit = unit_of(text) if len(folded) <= 3 else None  # "km" and "kilometers"
+    if unit is not None and any(unit_of(word) == unit for word in evidence.plain_words):
+        return True
+    month = _MONTHS.get(folded[0][:3]) if len(folded) == 1 and folded[0] in _MONTH_WORDS else None  # "February", "Feb"
+    if month is not None and any(word in _MONTH_WORDS and _MONTHS[word[:3]] == month for word in evidence.plain_words):
+        return True
+    place, _, qualifiers = text.partition(",")  # "Chicago, IL": the place and the region it is in
+    if qualifiers and all(is_region_name(q) for q in qualifiers.split(",")) and _grounded(place, evidence):
         return True
     if len(folded) < _LONG_TEXT_WORDS and _DIGITS.search(text):
         return _numbers_and_words_grounded(text, evidence)

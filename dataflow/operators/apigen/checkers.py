@@ -47,8 +47,7 @@ def ungrounded_calls(query: str, calls: Any, tools: Any) -> list[str]:
     specs = {t["function"]["name"]: t for t in normalize_tools(tools, allow_dots=True)} if tools else {}
     problems = []
     for index, call in enumerate(read_call_list(calls)):  # ``Call`` objects pass as they are
-        for problem in ungrounded_arguments(call.arguments, specs.get(call.name), [query]):
-            problem = problem.replace("appears in no earlier user turn or tool result", "is not in the query")
+        for problem in ungrounded_arguments(call.arguments, specs.get(call.name), [query], missing_from="the query"):
             problems.append(f"call {index} ({call.name}): {problem}")
     return problems
 
