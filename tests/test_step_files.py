@@ -291,3 +291,21 @@ def test_a_step_file_of_another_pipeline_is_never_replaced(entry):
     manifest_path(path).write_text("{broken")
     FileStorage(str(entry), cache_path=cache, pipeline="apigen.py").step().write([{"q": "g"}])  # no manifest: no owner
     assert Path(path).read_text() == '{"q":"g"}\n'
+
+
+def test_read_gives_a_dataframe_by_default(entry):
+    frame = _storage(entry).step().read()
+    assert isinstance(frame, pd.DataFrame) and list(frame["q"]) == ["a", "b"]
+
+
+def test_an_interactive_session_has_no_pipeline_name(monkeypatch):
+    import types
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))  # no __file__
+    assert _file_storage._main_script() is None
+    main = types.ModuleType("__main__")
+    main.__file__ = ""
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert _file_storage._main_script() is None
+    main.__file__ = "/somewhere/run_me.py"
+    assert _file_storage._main_script() == "run_me.py"
