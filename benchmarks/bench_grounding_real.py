@@ -4,7 +4,8 @@ the Berkeley Function Calling Leaderboard (BFCL), which is right by construction
 Every rejection here is a candidate false rejection to read: a check that rejects right data is
 a bug like one that passes wrong data.
 
-    python benchmarks/bench_grounding_real.py --bfcl-dir PATH [--show N] [--rejected-out FILE]
+    python benchmarks/bench_grounding_real.py --bfcl-dir PATH [--answers minimal|every-value]
+                                              [--show N] [--rejected-out FILE]
 
 PATH is BFCL's data folder (``berkeley-function-call-leaderboard/bfcl_eval/data`` of a checkout
 of github.com/ShishirPatil/gorilla): ``BFCL_v4_<category>.json`` (questions and functions) and
@@ -14,6 +15,8 @@ not shipped with dataflow; this script reads a copy you have.
 An answer is built from BFCL's accepted values: an argument BFCL lets you leave out ("" among its
 values) is left out unless the function requires it or leaving it out would make two calls of a
 parallel answer the same; otherwise its first accepted value is used (nested objects alike).
+``--answers every-value`` gives every argument its first accepted value instead, optional ones at
+the defaults their descriptions state included.
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ def accepted_arguments(values: dict, keep: set[str]) -> dict:
     return out
 
 
-def bfcl_rows(folder: Path, category: str) -> list[dict]:
-    """APIGen rows ``{"id", "query", "tools", "answers"}`` of one BFCL category."""
+def bfcl_rows(folder: Path, category: str, every_value: bool = False) -> list[dict]:
+    """APIGen rows ``{"id", "query", "tools", "answers"}`` of one BFCL category; ``every_value``
+    fills every argument BFCL gives a value for (optional ones with their stated defaults too)."""
     questions = [json.loads(line) for line in (folder / f"BFCL_v4_{category}.json").read_text().splitlines() if line]
     answers = {a["id"]: a for a in (json.loads(line) for line in
                                     (folder / "possible_answer" / f"BFCL_v4_{category}.json").read_text().splitlines()
@@ -64,7 +68,7 @@ def bfcl_rows(folder: Path, category: str) -> list[dict]:
             minimal.append({"name": name, "arguments": accepted_arguments(values, required)})
             full.append({"name": name, "arguments": accepted_arguments(values, set(values))})
         keys = [json.dumps(call, sort_keys=True) for call in minimal]
-        calls = [m if keys.count(k) == 1 else f for m, f, k in zip(minimal, full, keys)]
+        calls = full if every_value else [m if keys.count(k) == 1 else f for m, f, k in zip(minimal, full, keys)]
         rows.append({"id": question["id"], "query": question["question"][0][-1]["content"],
                      "tools": question["function"], "answers": calls})
     return rows
@@ -74,6 +78,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bfcl-dir", required=True, type=Path)
     parser.add_argument("--categories", default=",".join(CATEGORIES))
+    parser.add_argument("--answers", choices=("minimal", "every-value"), default="minimal",
+                        help="minimal: leave out what BFCL lets you leave out; every-value: give every "
+                             "argument BFCL has a value for (optional ones at their defaults too)")
     parser.add_argument("--show", type=int, default=0, help="print this many rejected rows")
     parser.add_argument("--rejected-out", type=Path, default=None, help="write every rejected row here (JSON)")
     args = parser.parse_args()
@@ -82,7 +89,8 @@ def main() -> None:
 
     from dataflow.operators.apigen.checkers import FormatChecker
 
-    rows = [row for category in args.categories.split(",") for row in bfcl_rows(args.bfcl_dir, category)]
+    rows = [row for category in args.categories.split(",")
+            for row in bfcl_rows(args.bfcl_dir, category, every_value=args.answers == "every-value")]
     started = time.process_time()
     outcomes = FormatChecker().process_batch(rows)
     seconds = time.process_time() - started
@@ -93,7 +101,7 @@ def main() -> None:
         counts[code] += 1
         if outcome.status != "ok":
             rejected.append({"id": row["id"], "reason": outcome.reason, "query": row["query"], "answers": row["answers"]})
-    print(f"BFCL v4 ground truth ({args.categories}): {len(rows)} human-written answers, "
+    print(f"BFCL v4 ground truth ({args.categories}; {args.answers} answers): {len(rows)} human-written answers, "
           f"{counts['accepted']} accepted ({100 * counts['accepted'] / len(rows):.1f}%), "
           f"{len(rows) - counts['accepted']} rejected; {seconds:.2f} CPU s")
     for code, count in counts.most_common():

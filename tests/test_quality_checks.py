@@ -604,3 +604,16 @@ def test_prompt_echo_catches_copied_instructions_not_shared_words():
         "instruction_leak: copies the instructions")
     assert prompt_echo("Convert that price to yen and book the cheaper one.", instructions) is None
     assert prompt_echo("short", instructions) is None
+
+
+def test_a_default_stated_in_the_parameter_description_is_allowed():
+    """Real specs (BFCL's among them) often state a default in the description, not in ``default``."""
+    tool = {"name": "area", "parameters": {"type": "object", "properties": {
+        "radius": {"type": "number"},
+        "unit": {"type": "string", "description": "Unit of the radius. Default is 'cm'."},
+        "gravity": {"type": "number", "description": "Default value is 9.81 m/s^2, earth's gravity."},
+        "z": {"type": "number", "description": "The z-coordinate. Default is zero."}}}}
+    assert ungrounded_arguments({"radius": 3, "unit": "cm", "gravity": 9.81, "z": 0}, tool, ["radius 3"]) == []
+    problems = ungrounded_arguments({"radius": 3, "unit": "mm", "gravity": 9.8, "z": 1}, tool, ["radius 3"])
+    assert sorted(p.split("=")[0] for p in problems) == [
+        "ungrounded_argument: gravity", "ungrounded_argument: unit", "ungrounded_argument: z"]

@@ -28,8 +28,9 @@ What grounds a value (see ``_values`` for how numbers, words and dates are compa
 - a date or time written differently (``2024-03-15``, ``March 15th``, ``Mar.15,2024``,
   ``03-15-2024``; ``19:00`` and ``7pm``); a date written without a year grounds any year. Relative dates (``tomorrow``) ground
   nothing: the assistant does not know today's date unless a text says it;
-- from the spec: a boolean, an enum or ``const`` member, the parameter's ``default``, or an empty
-  value (``None``, ``""``, ``[]``, ``{}``) of an optional parameter.
+- from the spec: a boolean, an enum or ``const`` member, the parameter's ``default`` (in the
+  schema, or stated in its description: ``"Default is 'cm'."``), or an empty value (``None``,
+  ``""``, ``[]``, ``{}``) of an optional parameter.
 """
 
 from __future__ import annotations
@@ -148,10 +149,35 @@ def _allowed_by_spec(value: Any, schema: dict, optional: bool) -> bool:
     for branch in [schema, *_branches(schema)]:
         if "default" in branch and _same(value, branch["default"]):
             return True
+        if _is_described_default(value, branch.get("description")):
+            return True
         if "const" in branch and _same(value, branch["const"]):
             return True
         enum = branch.get("enum")
         if isinstance(enum, list) and any(_same(value, member) for member in enum):
+            return True
+    return False
+
+
+#: a default stated in a parameter's description: "Default is 'cm'.", "defaults to 9.81 m/s^2"
+_DESCRIBED_DEFAULT = re.compile(
+    r"\bdefaults?(?:\s+value)?(?:\s+(?:is|to|of))?\s*[:=]?\s*(?:['\"`](?P<quoted>[^'\"`]{1,60})['\"`]"
+    r"|(?P<bare>[-+]?[\w./^]+))",
+    re.IGNORECASE,
+)
+
+
+def _is_described_default(value: Any, description: Any) -> bool:
+    """True when the parameter's description states ``value`` as its default (many real specs,
+    BFCL's among them, write the default there instead of in ``default``)."""
+    if not isinstance(description, str) or "default" not in description.lower():
+        return False
+    for match in _DESCRIBED_DEFAULT.finditer(description):
+        stated = match.group("quoted") or match.group("bare") or ""
+        if is_number(value):
+            if any(number_key(n) == number_key(value) for n in numbers_in(stated)):
+                return True
+        elif isinstance(value, str) and words(value) and words(value) == words(stated.rstrip(".")):
             return True
     return False
 
