@@ -612,8 +612,10 @@ def test_a_default_stated_in_the_parameter_description_is_allowed():
         "radius": {"type": "number"},
         "unit": {"type": "string", "description": "Unit of the radius. Default is 'cm'."},
         "gravity": {"type": "number", "description": "Default value is 9.81 m/s^2, earth's gravity."},
-        "z": {"type": "number", "description": "The z-coordinate. Default is zero."}}}}
-    assert ungrounded_arguments({"radius": 3, "unit": "cm", "gravity": 9.81, "z": 0}, tool, ["radius 3"]) == []
+        "z": {"type": "number", "description": "The z-coordinate. Default is zero."},
+        "eps": {"type": "number", "description": "Permittivity of the medium, default is 8.854e-12."}}}}
+    assert ungrounded_arguments({"radius": 3, "unit": "cm", "gravity": 9.81, "z": 0, "eps": 8.854e-12}, tool,
+                                ["radius 3"]) == []
     problems = ungrounded_arguments({"radius": 3, "unit": "mm", "gravity": 9.8, "z": 1}, tool, ["radius 3"])
     assert sorted(p.split("=")[0] for p in problems) == [
         "ungrounded_argument: gravity", "ungrounded_argument: unit", "ungrounded_argument: z"]

@@ -159,10 +159,11 @@ def _allowed_by_spec(value: Any, schema: dict, optional: bool) -> bool:
     return False
 
 
-#: a default stated in a parameter's description: "Default is 'cm'.", "defaults to 9.81 m/s^2"
+#: a default stated in a parameter's description: "Default is 'cm'.", "defaults to 9.81 m/s^2",
+#: "Default factor is 355.48", "default is 8.854e-12"
 _DESCRIBED_DEFAULT = re.compile(
-    r"\bdefaults?(?:\s+value)?(?:\s+(?:is|to|of))?\s*[:=]?\s*(?:['\"`](?P<quoted>[^'\"`]{1,60})['\"`]"
-    r"|(?P<bare>[-+]?[\w./^]+))",
+    r"\bdefaults?(?:\s+\w+)?(?:\s+(?:is|to|of))?\s*[:=]?\s*(?:['\"`](?P<quoted>[^'\"`]{1,60})['\"`]"
+    r"|(?P<bare>[-+]?[\w./^][\w./^+-]*))",
     re.IGNORECASE,
 )
 
