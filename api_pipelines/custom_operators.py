@@ -35,7 +35,10 @@ class MaxCallsFilter(OperatorABC):
 
     A row with more is filtered as ``too_many_calls: 3 calls, at most 2``; a row whose answer
     cannot be read fails as ``unreadable_answer: ...``. Counts ``calls_seen`` (every call of
-    every readable answer). Raises ``ConfigError`` for ``max_calls`` below 1."""
+    every readable answer). Raises ``ConfigError`` for ``max_calls`` below 1.
+
+    Each row is judged alone, so a runner may split the step into batches; an operator that
+    compares rows (a deduplicator) sets ``rows_independent = False`` to get the whole table."""
 
     def __init__(self, max_calls: int = 3):
         super().__init__()  # no LLM
