@@ -135,6 +135,8 @@ def test_a_value_written_in_another_form_is_grounded(context, value, near_miss):
         ("a capacitance of 100µF", 0.0001, 0.001),  # a quantity grounds its value in SI base units
         ("a track of 3 minutes", 180, 120),
         ("a run of 15 km", 15000, 1500),
+        ("a permittivity of 8.854 x 10^-12 F/m", 8.854e-12, 8.854e-11),  # scientific notation as typed
+        ("the offset is 0", 0, 1e-10),  # a small number is not zero
     ],
 )
 def test_numbers_written_as_lists_scales_and_words(context, value, near_miss):

@@ -85,15 +85,16 @@ def is_number(value: Any) -> bool:
 
 
 def number_key(value: float) -> float:
-    """The comparison key of a number (rounding hides float noise such as ``1.1 * 1000``)."""
-    return round(float(value), 9)
+    """The comparison key of a number: 12 significant digits, which hide float noise such as
+    ``1.1 * 1000`` and keep small values apart (``8.854e-12`` is not ``8.854e-11``, nor ``0``)."""
+    return float(f"{float(value):.12g}")
 
 
 # -- numbers in text ----------------------------------------------------------------------------
 _NUMBER = re.compile(
     r"(?:(?<![\w.])|(?<=\d[xX\u00d7]))(?P<sign>[-\u2212])?"  # 1920x1080 is two numbers
     r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
-    r"(?:[eE](?P<exp>[-+]?\d+))?(?!\d)"
+    r"(?:[eE](?P<exp>[-+]?\d+)|\s*[x\u00d7*]\s*10\s*\^\s*(?P<exp10>[-\u2212+]?\d+))?(?!\d)"
     r"(?P<scale>\s*(?:%|percent\b|per cent\b|k\b|thousand\b|million\b|mn\b|m\b|billion\b|bn\b|b\b))?",
     re.IGNORECASE,
 )
@@ -122,19 +123,21 @@ _DIGIT = re.compile(r"\d")
 def numbers_in(text: str) -> tuple[float, ...]:
     """Every number written in ``text`` (digits or number words), as floats; ``15%`` gives 15
     and 0.15, ``2k`` gives 2 and 2000, ``twenty-five`` gives 20, 5 and 25, ``200,300`` (a
-    thousands separator or a list without spaces) gives 200300, 200 and 300."""
+    thousands separator or a list without spaces) gives 200300, 200 and 300, ``8.854 x 10^-12``
+    gives 8.854e-12."""
     out: list[float] = []
     for match in _NUMBER.finditer(text) if _DIGIT.search(text) else ():
         value = float(match.group("num").replace(",", ""))
-        if match.group("exp"):
-            exponent = int(match.group("exp"))
+        written_exponent = match.group("exp") or match.group("exp10")  # 1e-9, 8.854 x 10^-12
+        if written_exponent:
+            exponent = int(written_exponent.replace("\u2212", "-"))
             if abs(exponent) > 300:  # "8e0796" inside an id is not a number a person wrote
                 continue
             value *= 10.0 ** exponent
         if match.group("sign"):
             value = -value
         out.append(value)
-        if "," in match.group("num") and not match.group("exp"):  # 1,200 or the list 200,300,400
+        if "," in match.group("num") and not written_exponent:  # 1,200 or the list 200,300,400
             out.extend(float(group) for group in match.group("num").split(","))
         scale = (match.group("scale") or "").strip().lower()
         if scale in ("%", "percent", "per cent"):
