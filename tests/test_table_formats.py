@@ -166,6 +166,13 @@ def test_a_users_csv_gets_numbers_inferred_and_keeps_everything_else_as_text(tmp
     assert type(table.rows[0]["i"]) is int and type(table.rows[0]["f"]) is float
 
 
+def test_a_users_csv_keeps_codes_written_with_leading_zeros(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b"order,zip,amount\n007,02134,0.5\n12,10001,3\n")
+    table = formats.read_table(path, "csv")
+    assert table.rows == [{"order": "007", "zip": "02134", "amount": 0.5}, {"order": "12", "zip": "10001", "amount": 3.0}]
+
+
 def test_an_empty_csv_is_an_empty_table(tmp_path):
     path = tmp_path / "rows.csv"
     path.write_bytes(b"")

@@ -260,11 +260,13 @@ def _cell_decoder(kind: str) -> Callable[[str], Any]:
 
 
 _INT_RE = re.compile(r"-?(0|[1-9][0-9]*)\Z")
-_FLOAT_RE = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\Z")
+#: no leading zero before a digit: "007", "02134" (codes, postcodes) stay text
+_FLOAT_RE = re.compile(r"-?((0|[1-9][0-9]*)(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?\Z")
 
 
 def _infer_csv_kind(cells: list[str]) -> str:
-    """Kind of a column of a csv file written by someone else: numbers become numbers."""
+    """Kind of a column of a csv file written by someone else: numbers become numbers, and a
+    column with a number written with a leading zero (``007``) stays text, zeros kept."""
     filled = [c for c in cells if c != ""]
     if not filled:
         return "str"
