@@ -137,6 +137,11 @@ def test_a_value_written_in_another_form_is_grounded(context, value, near_miss):
         ("a run of 15 km", 15000, 1500),
         ("a permittivity of 8.854 x 10^-12 F/m", 8.854e-12, 8.854e-11),  # scientific notation as typed
         ("the offset is 0", 0, 1e-10),  # a small number is not zero
+        ("movies out next week", 7, 14),  # a period word and the count it implies
+        ("for three weeks", 3, 7),  # ... but not when a number counts the periods
+        ("compounded quarterly", 4, 12),
+        ("the car starts from rest", 0, 2),
+        ("open until at least 11 PM", 23, 11.5),  # an hour as a number
     ],
 )
 def test_numbers_written_as_lists_scales_and_words(context, value, near_miss):

@@ -115,7 +115,15 @@ NUMBER_WORDS: dict[str, int] = {
 }
 
 
+#: the counts a period word implies: "next week" -> 7 days, "compounded quarterly" -> 4 a year,
+#: "next month" -> 1 month or 30 days, "a pair" -> 2
+PERIOD_WORDS: dict[str, tuple[float, ...]] = {
+    "week": (7.0,), "weeks": (7.0,), "fortnight": (14.0,), "month": (1.0, 30.0), "monthly": (12.0,),
+    "quarterly": (4.0,), "annually": (1.0,), "yearly": (1.0,), "semiannually": (2.0,), "biannually": (2.0,),
+    "decade": (10.0,), "century": (100.0,), "pair": (2.0,), "couple": (2.0,),
+}
 _ALPHA = re.compile(r"[a-z]+")
+_PERIOD = re.compile(r"\b(?:" + "|".join(PERIOD_WORDS) + r")\b", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
 
 
@@ -124,7 +132,8 @@ def numbers_in(text: str) -> tuple[float, ...]:
     """Every number written in ``text`` (digits or number words), as floats; ``15%`` gives 15
     and 0.15, ``2k`` gives 2 and 2000, ``twenty-five`` gives 20, 5 and 25, ``200,300`` (a
     thousands separator or a list without spaces) gives 200300, 200 and 300, ``8.854 x 10^-12``
-    gives 8.854e-12."""
+    gives 8.854e-12; a period word gives the count it implies (``PERIOD_WORDS``: ``next week`` 7,
+    ``quarterly`` 4), ``from rest`` a speed of 0."""
     out: list[float] = []
     for match in _NUMBER.finditer(text) if _DIGIT.search(text) else ():
         value = float(match.group("num").replace(",", ""))
@@ -145,6 +154,13 @@ def numbers_in(text: str) -> tuple[float, ...]:
         elif scale in _SCALES:
             out.append(value * _SCALES[scale])
     tokens = _ALPHA.findall(text.lower())
+    if PERIOD_WORDS.keys() & tokens:
+        for match in _PERIOD.finditer(text):
+            before = text[: match.start()].split()[-1:]  # "three weeks" is 21 days, not 7
+            if not before or not (before[0].lower() in NUMBER_WORDS or _DIGIT.search(before[0])):
+                out.extend(PERIOD_WORDS[match.group(0).lower()])
+    if "rest" in tokens and re.search(r"\b(?:from|at)\s+rest\b", text, re.IGNORECASE):
+        out.append(0.0)  # "starts from rest": a speed of 0
     if NUMBER_WORDS.keys() & tokens:
         previous_tens = 0
         for token in tokens:
@@ -365,6 +381,8 @@ class Evidence:
         key = number_key(value)
         if key in self.numbers or number_key(abs(value)) in self.numbers:
             return True
+        if float(value).is_integer() and 0 <= value <= 23 and key in self.hours:  # "until 11 PM" -> 23
+            return True
         # "a"/"an" stand for one ("book a table" -> 1 table)
         return key == 1.0 and bool(self.word_set & {"a", "an", "single"})
 
@@ -384,6 +402,12 @@ class Evidence:
             self._dates |= dates_in(text)
             self._times |= times_in(text)
         self._dated = len(self._raw)
+
+    @property
+    def hours(self) -> set[float]:
+        """The hour of every clock time written (``11 PM`` -> 23), for a tool that takes an hour
+        as a number."""
+        return {number_key(hour) for hour, _minute in self.times}
 
     @property
     def plain_words(self) -> set[str]:
