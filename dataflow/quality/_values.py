@@ -24,6 +24,7 @@ from functools import lru_cache
 from typing import Any, Sequence
 
 from .similarity import normalize_text
+from .units import base_unit_values
 
 # -- JSON leaves --------------------------------------------------------------------------------
 
@@ -208,11 +209,16 @@ def fold(word: str) -> str:
 def words(text: str) -> tuple[str, ...]:
     """Lower-case, plural-folded words and numbers of ``text``; a number and the unit written
     against it are two words (``5cm`` -> ``5``, ``cm``)."""
-    return tuple(fold(w) for w in _NUMBER_THEN_LETTER.sub(" ", normalize_text(text)).split())
+    return tuple(fold(w) for w in plain_tokens(text))
+
+
+def plain_tokens(text: str) -> list[str]:
+    """The lower-case words and numbers of ``text`` as written (``words`` folds their plurals);
+    a number and the unit written against it are two (``5cm`` -> ``5``, ``cm``)."""
+    return _NUMBER_THEN_LETTER.sub(" ", normalize_text(text)).split()
 
 
 _NUMBER_THEN_LETTER = re.compile(r"(?<=\d)(?=[a-z])")
-_QUANTITY_HINT = re.compile(r"\d\s*[a-zA-Z\u00b5\u03bc]")  # a number with a unit after it, maybe
 
 
 STOPWORDS = frozenset(
@@ -225,7 +231,12 @@ STOPWORDS = frozenset(
 
 
 # -- dates and times ----------------------------------------------------------------------------
-_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+MONTH_NAMES = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+               "november", "december")
+#: a month written as a word: its name, or its three-letter abbreviation (``sept`` too)
+MONTH_WORDS: dict[str, int] = {**{name: i for i, name in enumerate(MONTH_NAMES, 1)},
+                               **{name[:3]: i for i, name in enumerate(MONTH_NAMES, 1)}, "sept": 9}
+_MONTH = rf"(?:{'|'.join(n[:3] for n in MONTH_NAMES)}|sept)[a-z]*\.?"
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 _DATE_CANDIDATE = re.compile(  # 2024-03-15, 2024/03/15, 03/15/2024, 15-03-2024, 15th March 2024, Mar.15,2024
     rf"\b(?:\d{{4}}[-/.]\d{{1,2}}[-/.]\d{{1,2}}"
@@ -362,11 +373,7 @@ class Evidence:
             if not isinstance(piece, str) or not piece.strip():
                 continue
             self._raw.append(piece)
-            added.update(number_key(n) for n in numbers_in(piece))
-            if _QUANTITY_HINT.search(piece):
-                from .units import base_unit_values
-
-                added.update(number_key(n) for n in base_unit_values(piece))
+            added.update(number_key(n) for n in (*numbers_in(piece), *base_unit_values(piece)))
             folded = words(piece)
             self.word_set.update(folded)
             self._joined += "\n " + " ".join(folded) + " "
@@ -413,11 +420,8 @@ class Evidence:
     def plain_words(self) -> set[str]:
         """The lower-case words of every text as written (plurals kept: ``inches``), stopwords
         aside; read only when a value needs them."""
-        from .similarity import normalize_text
-
         for text in self._raw[self._plained:]:
-            self._plain.update(w for w in _NUMBER_THEN_LETTER.sub(" ", normalize_text(text)).split()
-                               if w not in STOPWORDS and not w.isdigit())
+            self._plain.update(w for w in plain_tokens(text) if w not in STOPWORDS and not w.isdigit())
         self._plained = len(self._raw)
         return self._plain
 

@@ -40,7 +40,8 @@ import re
 from typing import Any, Sequence
 
 from ._values import (
-    STOPWORDS, Evidence, as_date_time, as_number, is_number, leaves, number_key, numbers_in, value_leaves, words,
+    MONTH_WORDS, STOPWORDS, Evidence, as_date_time, as_number, is_number, leaves, number_key, numbers_in, value_leaves,
+    words,
 )
 from .places import currency_forms, is_region_name, region_forms
 from .units import unit_of
@@ -50,10 +51,6 @@ _LIST_SEPARATOR = re.compile(r"\s*(?:[,;/]|\band\b|\bor\b|&)\s*", re.IGNORECASE)
 _LONG_TEXT_WORDS = 5
 _LONG_TEXT_COVERAGE = 0.6
 _SHOW_CHARS = 60
-_MONTH_NAMES = "january february march april may june july august september october november december".split()
-_MONTHS = {name[:3]: index for index, name in enumerate(_MONTH_NAMES, start=1)}
-#: the ways a month is written as a word: its name or a three- or four-letter abbreviation
-_MONTH_WORDS = frozenset([*_MONTH_NAMES, *(n[:3] for n in _MONTH_NAMES), "sept"])
 
 
 def ungrounded_arguments(arguments: dict, tool: dict | None, context: Sequence[str],
@@ -245,8 +242,8 @@ def _grounded(value: Any, evidence: Evidence) -> bool:
     unit = unit_of(text) if len(folded) <= 3 else None  # "km" and "kilometers"
     if unit is not None and any(unit_of(word) == unit for word in evidence.plain_words):
         return True
-    month = _MONTHS.get(folded[0][:3]) if len(folded) == 1 and folded[0] in _MONTH_WORDS else None  # "February", "Feb"
-    if month is not None and any(word in _MONTH_WORDS and _MONTHS[word[:3]] == month for word in evidence.plain_words):
+    month = MONTH_WORDS.get(folded[0]) if len(folded) == 1 else None  # "February" and "Feb"
+    if month is not None and any(MONTH_WORDS.get(word) == month for word in evidence.plain_words):
         return True
     place, _, qualifiers = text.partition(",")  # "Chicago, IL": the place and the region it is in
     if qualifiers and all(is_region_name(q) for q in qualifiers.split(",")) and _grounded(place, evidence):

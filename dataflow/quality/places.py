@@ -19,6 +19,7 @@ the place itself is in the conversation. The forms come from ISO 3166 and ISO 42
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Iterable
 
 __all__ = ["is_region_name", "region_forms", "currency_forms"]
 
@@ -64,10 +65,16 @@ def _regions() -> dict[str, frozenset[str]]:
             if subdivision.type in _SUBDIVISION_TYPES:
                 groups.append({_key(subdivision.name), _key(subdivision.code.split("-", 1)[1])})  # US-MA -> ma
     groups.extend({_key(nation)} for nation in _UK_NATIONS)
+    return _by_form(groups)
+
+
+def _by_form(groups: Iterable[set[str]]) -> dict[str, frozenset[str]]:
+    """Each form of each group -> every form it shares a group with (``"ca"``: Canada and
+    California both)."""
     out: dict[str, set[str]] = {}
     for forms in groups:
         for form in forms:
-            out.setdefault(form, set()).update(forms)  # "ca": Canada and California both
+            out.setdefault(form, set()).update(forms)
     return {form: frozenset(forms) for form, forms in out.items()}
 
 
@@ -89,12 +96,8 @@ def _currencies() -> dict[str, frozenset[str]]:
     """Every currency form (casefolded) -> all the forms of that currency."""
     import pycountry
 
-    out: dict[str, set[str]] = {}
-    for currency in pycountry.currencies:
-        forms = {_key(f) for f in (currency.alpha_3, currency.name, *_CURRENCY_ALIASES.get(currency.alpha_3, ()))}
-        for form in forms:
-            out.setdefault(form, set()).update(forms)
-    return {form: frozenset(forms) for form, forms in out.items()}
+    return _by_form({_key(f) for f in (currency.alpha_3, currency.name, *_CURRENCY_ALIASES.get(currency.alpha_3, ()))}
+                    for currency in pycountry.currencies)
 
 
 def currency_forms(text: str) -> frozenset[str]:
