@@ -88,6 +88,17 @@ def openai_names(names: Iterable[str]) -> dict[str, str]:
     return renamed
 
 
+def openai_renaming(chat: dict, names: dict | None = None) -> dict[str, str]:
+    """``{declared name: OpenAI name}`` for the tools and calls of ``chat`` (``{"messages",
+    "tools"}``) whose names OpenAI refuses (``openai_names``); ``names``, when given, receives the
+    reverse ``{OpenAI name: declared name}``."""
+    mapping = openai_names([t["function"]["name"] for t in chat["tools"]]
+                           + [c["function"]["name"] for m in chat["messages"] for c in m.get("tool_calls") or []])
+    if names is not None:
+        names.update({new: old for old, new in mapping.items()})
+    return mapping
+
+
 def _renamed_tools(specs: list[dict], mapping: dict[str, str]) -> list[dict]:
     if not mapping:
         return specs
@@ -150,10 +161,7 @@ def to_openai_chat(
     """``single_turn_chat`` with the tool names OpenAI refuses renamed (``openai_names``);
     ``names``, when given, receives ``{OpenAI name: declared name}`` for each renamed tool."""
     chat = single_turn_chat(query, answers, tools, system_prompt, results, no_call_reply, final_answer)
-    mapping = openai_names([s["function"]["name"] for s in chat["tools"]]
-                           + [c["function"]["name"] for m in chat["messages"] for c in m.get("tool_calls") or []])
-    if names is not None:
-        names.update({new: old for old, new in mapping.items()})
+    mapping = openai_renaming(chat, names)
     if not mapping:
         return chat
     return {"messages": [_renamed_message(m, mapping) for m in chat["messages"]],

@@ -49,7 +49,7 @@ from typing import Any, Callable, Iterable
 from ..tools.calls import (Call, OpenAICall, dumps_json, loads_strict, pair_results, read_call, read_call_list,
                            read_calls)
 from .convert import (
-    NO_CALL_REPLY, RowError, _renamed_message, _renamed_tools, openai_messages_to_hermes, openai_names,
+    NO_CALL_REPLY, RowError, _renamed_message, _renamed_tools, openai_messages_to_hermes, openai_renaming,
     read_openai_row, read_sharegpt_row, read_xlam_row, single_turn_chat, to_xlam_row,
 )
 
@@ -166,10 +166,7 @@ def _has_parallel_turn(record: dict) -> bool:
 def to_openai_record(record: dict, names: dict | None = None) -> dict:
     """Canonical -> OpenAI fine-tuning row. ``names`` receives ``{OpenAI name: declared name}``
     for every renamed tool; raises ``RowError`` when a renaming would merge two tools."""
-    mapping = openai_names([t["function"]["name"] for t in record["tools"]]
-                           + [c["function"]["name"] for m in record["messages"] for c in m.get("tool_calls") or []])
-    if names is not None:
-        names.update({new: old for old, new in mapping.items()})
+    mapping = openai_renaming(record, names)
     messages = []
     for message in record["messages"]:
         message = _renamed_message(message, mapping)

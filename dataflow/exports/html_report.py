@@ -219,7 +219,7 @@ def build_report(folder: str | Path, examples: int = 3) -> str:
     body.append("</div>")
     checks = "".join(f"<li>{html.escape(c)}</li>" for c in summary.get("checks") or [])
     body.append(f"<h2>Checks every example passed</h2><ul>{checks or '<li>(none recorded)</li>'}</ul>")
-    body.append(f"<h2>Example conversations</h2>")
+    body.append("<h2>Example conversations</h2>")
     shown = data["records"][:examples]
     body.extend(_conversation_html(r) for r in shown)
     if not shown:
