@@ -80,16 +80,11 @@ def run(script: str, runner: str, ray_address: str | None, num_actors: int, cpus
 
 
 def _check(script: str, script_args: list[str]) -> None:
-    """Run ``script`` under a ``PipelineCheck``, print its table; exit 1 when a column is missing."""
-    from ..core.preflight import CheckComplete, PipelineCheck
+    """Run ``script`` under a pre-flight check (``check_pipeline``), print its table; exit 1 when
+    a column is missing."""
+    from ..core.preflight import check_pipeline
 
-    with PipelineCheck() as check:
-        try:
-            _run_script(script, script_args)
-        except CheckComplete:
-            pass
-    click.echo(check.table())
-    if not check.ok:
+    if check_pipeline(lambda: _run_script(script, script_args)):
         raise click.exceptions.Exit(1)
 
 

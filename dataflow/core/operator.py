@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from .errors import ConfigError, MissingColumnError
 from .llm import CURRENT_STEP
-from .preflight import active_check, column_names
+from .preflight import active_check, column_names, missing_columns
 from .runner import active_runner
 
 
@@ -281,8 +281,7 @@ class OperatorABC(abc.ABC):
                          written=self.written_columns(outputs), columns=columns,
                          output_path=storage.output_path())
             return RunReport(operator=name, step=storage.operator_step + 1, output_file=storage.output_path())
-        missing = [(key, column) for key, value in inputs.items()
-                   for column in column_names(value) if column not in columns]
+        missing = missing_columns(inputs, columns)
         # an empty table (every row rejected upstream) may lack columns its rows would have: the
         # step runs on nothing and says "0 rows in"
         if missing and storage.read(output_type="dict"):

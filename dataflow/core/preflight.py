@@ -22,10 +22,12 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
-__all__ = ["CheckComplete", "CheckedStep", "PipelineCheck", "active_check", "check_pipeline", "column_names"]
+__all__ = ["CheckComplete", "CheckedStep", "PipelineCheck", "active_check", "check_pipeline", "column_names",
+           "missing_columns"]
 
 
 class CheckComplete(BaseException):
@@ -40,6 +42,12 @@ def column_names(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def missing_columns(inputs: dict[str, Any], columns: list[str]) -> list[tuple[str, str]]:
+    """``(argument, column)`` for every column an ``input_*`` argument names that ``columns``
+    lacks, in argument order."""
+    return [(key, column) for key, value in inputs.items() for column in column_names(value) if column not in columns]
 
 
 @dataclass
@@ -88,8 +96,7 @@ class PipelineCheck:
                columns: list[str], output_path: str) -> CheckedStep:
         """Record one step that reads a table with ``columns`` and adds ``written``."""
         named = {key: column_names(value) for key, value in inputs.items()}
-        missing = [(key, column) for key, names in named.items() for column in names if column not in columns]
-        checked = CheckedStep(step, operator, named, list(written), list(columns), missing)
+        checked = CheckedStep(step, operator, named, list(written), list(columns), missing_columns(inputs, columns))
         self.steps.append(checked)
         self._columns[os.path.abspath(output_path)] = list(dict.fromkeys([*columns, *written]))
         return checked
@@ -144,16 +151,12 @@ def check_pipeline(forward: Callable[[], Any], out: TextIO | None = None) -> int
     1 when any is missing. Under ``dataflow run --check`` (a check already active) the steps are
     recorded in that check, which ``dataflow run`` prints, and this returns 0."""
     outer = active_check()
+    with nullcontext(outer) if outer is not None else PipelineCheck() as check:  # dataflow run --check: its own
+        try:
+            forward()
+        except CheckComplete:
+            pass
     if outer is not None:
-        try:
-            forward()
-        except CheckComplete:
-            pass
         return 0
-    with PipelineCheck() as check:
-        try:
-            forward()
-        except CheckComplete:
-            pass
     print(check.table(), file=out or sys.stdout, flush=True)
     return 0 if check.ok else 1

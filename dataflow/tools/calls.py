@@ -331,10 +331,9 @@ def call_key(call: Any) -> str:
     compact JSON with sorted keys, of the name and arguments ``parse_call`` reads. Two calls that
     read the same (arguments as an object or a JSON string, in any key order, ``""`` or ``{}``,
     ``2`` or ``2.0``) have one key; raises ``CallError`` for a call that cannot be read."""
-    name, arguments, problem = parse_call(call)
-    if problem:
-        raise CallError(problem)
-    return dumps_json({"name": name, "arguments": _whole_numbers(arguments)}, sort_keys=True, separators=(",", ":"))
+    read = read_call(call)
+    return dumps_json({"name": read.name, "arguments": _whole_numbers(read.arguments)}, sort_keys=True,
+                      separators=(",", ":"))
 
 
 def _whole_numbers(value: Any) -> Any:
